@@ -1,0 +1,164 @@
+"""The one exception tree of batchfsm.
+
+Every error the library raises on purpose derives from :class:`BatchFSMError`, so a
+poller can catch one class and still tell cases apart. Context is keyword-only and kept
+as attributes; the original exception, where there is one, is on ``__cause__``.
+
+::
+
+    BatchFSMError
+    ├── SpecError                   the lifecycle spec contradicts itself
+    ├── UnknownStatusError          a status outside the eight (from the API or storage)
+    ├── TransitionError             a refused move; batch_id, current, requested
+    │   ├── TerminalStateError      the batch is already terminal
+    │   └── InvalidTransitionError  no path in the allowed graph
+    ├── StoreError
+    │   ├── JobNotFoundError
+    │   ├── DuplicateJobError       create() on an id that exists
+    │   ├── StaleJobError           lost the optimistic version check
+    │   ├── StoreNotInitialisedError  the table/schema is missing: run ``batchfsm init``
+    │   ├── StoreUnavailableError   the backend failed (sqlite3.Error, ClientError)
+    │   └── StoreURLError           a --store URL that names no known store
+    ├── GatewayError                the OpenAI API failed; batch_id, status_code
+    │   ├── BatchNotFoundError      404: the batch or file is gone
+    │   ├── RateLimitedError        429 after retries
+    │   └── GatewayUnavailableError 5xx, timeouts, connection failures after retries
+    ├── InputFileError              bad JSONL: path, line, field
+    └── HandlerError                a recovery handler failed; effect_key
+"""
+
+from __future__ import annotations
+
+
+class BatchFSMError(Exception):
+    """Base class of every error batchfsm raises on purpose."""
+
+
+class SpecError(BatchFSMError):
+    """The lifecycle spec is inconsistent; raised while building the rulebook."""
+
+
+class UnknownStatusError(BatchFSMError):
+    """A status string outside the eight; ``raw`` keeps it verbatim for the record."""
+
+    def __init__(self, raw: object, *, batch_id: str | None = None, where: str = "") -> None:
+        self.raw = raw
+        self.batch_id = batch_id
+        self.where = where
+        place = f" in {where}" if where else ""
+        who = f"batch {batch_id}: " if batch_id else ""
+        super().__init__(f"{who}unknown batch status {raw!r}{place}")
+
+
+class TransitionError(BatchFSMError):
+    """A move the lifecycle does not allow; names the batch, its state and the request."""
+
+    def __init__(self, *, batch_id: str, current: str, requested: str, reason: str) -> None:
+        self.batch_id = batch_id
+        self.current = current
+        self.requested = requested
+        self.reason = reason
+        super().__init__(f"batch {batch_id}: cannot move {current} -> {requested} ({reason})")
+
+
+class TerminalStateError(TransitionError):
+    """The batch is in a terminal, absorbing state."""
+
+
+class InvalidTransitionError(TransitionError):
+    """No edge (or path) of the allowed graph leads there."""
+
+
+class StoreError(BatchFSMError):
+    """Base of persistence failures."""
+
+
+class JobNotFoundError(StoreError):
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(f"batch {batch_id} is not tracked by this store")
+
+
+class DuplicateJobError(StoreError):
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(f"batch {batch_id} is already tracked by this store")
+
+
+class StaleJobError(StoreError):
+    """Another writer committed first; reload and re-apply, never overwrite."""
+
+    def __init__(self, batch_id: str, *, expected_version: int, actual_version: int | None) -> None:
+        self.batch_id = batch_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(
+            f"batch {batch_id}: stale write (expected version {expected_version}, "
+            f"store has {actual_version})"
+        )
+
+
+class StoreNotInitialisedError(StoreError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} does not exist; run `batchfsm init --store ...` first")
+
+
+class StoreUnavailableError(StoreError):
+    """The backend itself failed; the cause is on ``__cause__``."""
+
+
+class StoreURLError(StoreError, ValueError):
+    """A store URL that cannot be understood."""
+
+
+class GatewayError(BatchFSMError):
+    """The OpenAI API (or a compatible server) failed."""
+
+    def __init__(
+        self, message: str, *, batch_id: str | None = None, status_code: int | None = None
+    ) -> None:
+        self.batch_id = batch_id
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class BatchNotFoundError(GatewayError):
+    """404 on a batch or one of its files: it is gone, not a reason to retry forever."""
+
+
+class RateLimitedError(GatewayError):
+    """429 after the gateway's retries were spent."""
+
+
+class GatewayUnavailableError(GatewayError):
+    """5xx, timeouts or connection failures after the gateway's retries were spent."""
+
+
+class InputFileError(BatchFSMError, ValueError):
+    """Bad input: says which file, which line (1-based) and which field."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.detail = message
+        where = []
+        if path:
+            where.append(path)
+        if line is not None:
+            where.append(f"line {line}")
+        if field:
+            where.append(f"field {field!r}")
+        prefix = ": ".join([", ".join(where)]) + ": " if where else ""
+        super().__init__(f"{prefix}{message}")
+
+
+class HandlerError(BatchFSMError):
+    """A recovery handler failed; the effect stays owed and is retried on the next poll."""
+
+    def __init__(self, message: str, *, effect_key: str) -> None:
+        self.effect_key = effect_key
+        super().__init__(f"{effect_key}: {message}")

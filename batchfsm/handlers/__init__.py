@@ -1,0 +1,1 @@
+"""What each state owes: recovery handlers run from the outbox."""
