@@ -24,7 +24,8 @@ as attributes; the original exception, where there is one, is on ``__cause__``.
     │   ├── RateLimitedError        429 after retries
     │   └── GatewayUnavailableError 5xx, timeouts, connection failures after retries
     ├── InputFileError              bad JSONL: path, line, field
-    └── HandlerError                a recovery handler failed; effect_key
+    ├── HandlerError                a recovery handler failed; effect_key
+    └── GraphvizNotFoundError       svg/png asked for, but Graphviz is not installed
 """
 
 from __future__ import annotations
@@ -162,3 +163,15 @@ class HandlerError(BatchFSMError):
     def __init__(self, message: str, *, effect_key: str) -> None:
         self.effect_key = effect_key
         super().__init__(f"{effect_key}: {message}")
+
+
+class GraphvizNotFoundError(BatchFSMError):
+    """Rendering a diagram needs Graphviz (the ``dot`` program or the Python package).
+
+    ``missing`` names what is absent; the message says how to install it, because the
+    person who sees it is usually running ``batchfsm diagram`` on a fresh machine.
+    """
+
+    def __init__(self, message: str, *, missing: str) -> None:
+        self.missing = missing
+        super().__init__(message)

@@ -6,8 +6,13 @@ handed these, so tests run on a frozen clock and an in-memory store.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from batchfsm.fsm.models import BatchSnapshot
 
 
 @runtime_checkable
@@ -43,3 +48,22 @@ class FrozenClock:
         if when.tzinfo is None:
             raise ValueError("FrozenClock needs an aware datetime")
         self._now = when
+
+
+class BatchGateway(Protocol):
+    """The OpenAI Batch API as the engine needs it. One ``retrieve`` per batch per poll."""
+
+    def retrieve(self, batch_id: str) -> BatchSnapshot: ...
+
+    def download(self, file_id: str | None, dest: Path) -> Path | None:
+        """Stream a file to ``dest``; None (and no request) for an absent file id."""
+
+    def upload(self, path: Path) -> str: ...
+
+    def create(
+        self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]
+    ) -> BatchSnapshot: ...
+
+    def cancel(self, batch_id: str) -> BatchSnapshot: ...
+
+    def iter_batches(self, limit: int = 100) -> Iterator[BatchSnapshot]: ...

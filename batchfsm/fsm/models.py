@@ -210,8 +210,14 @@ class BatchRecord(_Frozen):
 
     @property
     def needs_attention(self) -> bool:
-        """Whether a poller must look at it: not terminal, or terminal with work owed."""
-        return not self.terminal or any(not e.done for e in self.outbox)
+        """Whether a poller must look at it: work owed, or neither terminal nor lost.
+
+        A batch the API no longer knows (404) is not polled again: that would be an
+        endless loop of 404s. Its items are released by the effect recorded when lost.
+        """
+        if any(not e.done for e in self.outbox):
+            return True
+        return not self.terminal and not self.lost
 
     def deadline(self) -> datetime | None:
         return self.snapshot.deadline() if self.snapshot else None

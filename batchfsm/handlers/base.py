@@ -1,0 +1,60 @@
+"""The contract between the tracker and the recovery handlers.
+
+A handler is called with an :class:`EffectContext` holding everything it may touch;
+it does its I/O through those ports only. Handlers must be idempotent: an effect is
+marked done only after the handler returns, so a crash in between runs it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from batchfsm.fsm.models import BatchRecord, EventEntry, OutboxEntry
+from batchfsm.ports import BatchGateway, Clock
+
+if TYPE_CHECKING:
+    from batchfsm.config import Settings
+    from batchfsm.persistence.base import JobStore
+    from batchfsm.persistence.sinks import ResultSink
+
+
+@dataclass
+class EffectContext:
+    record: BatchRecord
+    effect: OutboxEntry | None
+    """None when the handler runs for a heartbeat rather than from the outbox."""
+    store: JobStore
+    gateway: BatchGateway | None
+    clock: Clock
+    settings: Settings
+    sink: ResultSink | None = None
+    workdir: Path | None = None
+    notes: list[EventEntry] = field(default_factory=list)
+
+    def note(self, name: str, **detail: Any) -> None:
+        """Record an event in the batch's history, committed when the effect is done."""
+        self.notes.append(EventEntry(name=name, at=self.clock.now(), detail=detail))
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+
+class RecoveryHandler(Protocol):
+    def __call__(self, ctx: EffectContext) -> None: ...
+
+
+@dataclass(frozen=True)
+class HandlerRegistry:
+    """Handler name → handler. ``on_heartbeat`` names those that also run on every
+    observation of a non-terminal batch (deadline warnings, stuck-state alerts)."""
+
+    handlers: Mapping[str, RecoveryHandler]
+    on_heartbeat: tuple[str, ...] = ()
+
+    def get(self, name: str) -> RecoveryHandler | None:
+        return self.handlers.get(name)

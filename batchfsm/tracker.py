@@ -1,0 +1,276 @@
+"""Observe → apply → commit → drain the outbox: the one loop every poller runs.
+
+The order is what makes crashes harmless. A snapshot is applied by the pure rulebook;
+the new state, its history and the effects it owes are committed in one conditional
+write; only then do effects run, each claimed with a lease (so two pollers never run it
+at once) and marked done after it returns (so a crash leaves it owed, not lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from batchfsm.config import Settings
+from batchfsm.errors import BatchNotFoundError, GatewayError, StaleJobError
+from batchfsm.fsm.engine import Applied, rulebook
+from batchfsm.fsm.models import BatchRecord, BatchSnapshot, EventEntry, HistoryEntry, OutboxEntry
+from batchfsm.handlers.base import EffectContext, HandlerRegistry
+from batchfsm.ports import BatchGateway, Clock, SystemClock
+
+if TYPE_CHECKING:
+    from batchfsm.persistence.base import JobStore
+    from batchfsm.persistence.sinks import ResultSink
+
+logger = logging.getLogger(__name__)
+
+LOST_EFFECT = "release_lost"
+MAX_CONFLICT_RETRIES = 8
+
+PollKind = Literal["heartbeat", "advanced", "rejected", "lost", "error"]
+
+
+@dataclass
+class PollReport:
+    """What one poll did to one batch (for progress displays and the Lambda contract)."""
+
+    batch_id: str
+    state: str
+    kind: PollKind
+    changed: bool = False
+    effects_run: list[str] = field(default_factory=list)
+    effects_failed: list[str] = field(default_factory=list)
+    error: str | None = None
+    record: BatchRecord | None = None
+
+
+def default_owner() -> str:
+    """A lease owner id unique to this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Tracker:
+    def __init__(
+        self,
+        store: JobStore,
+        gateway: BatchGateway | None,
+        handlers: HandlerRegistry,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        sink: ResultSink | None = None,
+        workdir: Path | None = None,
+        owner: str | None = None,
+        on_event: Callable[[PollReport], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.handlers = handlers
+        self.settings = settings or Settings()
+        self.clock = clock or SystemClock()
+        self.sink = sink
+        self.workdir = workdir
+        self.owner = owner or default_owner()
+        self.on_event = on_event
+        self.book = rulebook()
+
+    # -- tracking ------------------------------------------------------------------------
+    def track(self, snapshot: BatchSnapshot, *, job_id: str | None = None,
+              parent_batch_id: str | None = None) -> BatchRecord:
+        """Start tracking a batch from its first snapshot (usually ``create``'s reply)."""
+        if not snapshot.id:
+            raise ValueError("a snapshot without an id cannot be tracked")
+        record = BatchRecord(batch_id=snapshot.id, job_id=job_id,
+                             parent_batch_id=parent_batch_id)
+        applied = self.book.apply(record, snapshot, at=self.clock.now())
+        record = applied.record
+        history: tuple[HistoryEntry, ...] = applied.history
+        if parent_batch_id:
+            history = (EventEntry(name="retry_of", at=self.clock.now(),
+                                  detail={"parent_batch_id": parent_batch_id}), *history)
+        return self.store.create(record, history)
+
+    def apply(self, batch_id: str, snapshot: BatchSnapshot) -> tuple[Applied, BatchRecord]:
+        """Apply one snapshot and commit it; a stale writer reloads and re-applies."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            record = self.store.load(batch_id)
+            applied = self.book.apply(record, snapshot, at=self.clock.now())
+            if not applied.changed:
+                return applied, record
+            try:
+                saved = self.store.commit(applied.record, expected_version=record.version,
+                                          history=applied.history)
+            except StaleJobError:
+                logger.info("batch %s: lost a commit race, re-applying", batch_id)
+                continue
+            return applied, saved
+        raise StaleJobError(batch_id, expected_version=-1, actual_version=None)
+
+    def observe(self, batch_id: str, snapshot: BatchSnapshot | None = None) -> PollReport:
+        """One poll of one batch: a single retrieve, apply, commit, then owed effects."""
+        if snapshot is None:
+            if self.gateway is None:
+                raise ValueError("no gateway configured and no snapshot given")
+            try:
+                snapshot = self.gateway.retrieve(batch_id)
+            except BatchNotFoundError as exc:
+                return self._mark_lost(batch_id, exc)
+            except GatewayError as exc:
+                record = self.store.load(batch_id)
+                logger.warning("batch %s: retrieve failed: %s", batch_id, exc)
+                return self._report(PollReport(batch_id, record.state.value, "error",
+                                               error=str(exc), record=record))
+        applied, record = self.apply(batch_id, snapshot)
+        report = PollReport(batch_id, record.state.value, applied.outcome,
+                            changed=applied.changed, record=record)
+        if not record.terminal:
+            self._heartbeat_handlers(record, report)
+        record = self._drain(record, report)
+        report.record = record
+        report.state = record.state.value
+        return self._report(report)
+
+    def drain(self, batch_id: str) -> PollReport:
+        """Run the effects a batch still owes, without polling the API."""
+        record = self.store.load(batch_id)
+        report = PollReport(batch_id, record.state.value, "heartbeat", record=record)
+        report.record = self._drain(record, report)
+        return self._report(report)
+
+    def poll_once(self) -> list[PollReport]:
+        """Look at every batch the store lists as needing attention, once."""
+        reports = []
+        for record in self.store.list_attention():
+            if record.terminal or record.lost:
+                reports.append(self.drain(record.batch_id))
+            else:
+                reports.append(self.observe(record.batch_id))
+        return reports
+
+    # -- effects -------------------------------------------------------------------------
+    def _context(self, record: BatchRecord, effect: OutboxEntry | None) -> EffectContext:
+        return EffectContext(record=record, effect=effect, store=self.store,
+                             gateway=self.gateway, clock=self.clock, settings=self.settings,
+                             sink=self.sink, workdir=self.workdir)
+
+    def _heartbeat_handlers(self, record: BatchRecord, report: PollReport) -> None:
+        for name in self.handlers.on_heartbeat:
+            handler = self.handlers.get(name)
+            if handler is None:
+                continue
+            ctx = self._context(record, None)
+            handler(ctx)
+            if ctx.notes:
+                self._commit_notes(record.batch_id, ctx.notes)
+
+    def _commit_notes(self, batch_id: str, notes: list[EventEntry]) -> None:
+        for _ in range(MAX_CONFLICT_RETRIES):
+            record = self.store.load(batch_id)
+            try:
+                self.store.commit(record, expected_version=record.version, history=notes)
+                return
+            except StaleJobError:
+                continue
+
+    def _drain(self, record: BatchRecord, report: PollReport) -> BatchRecord:
+        for effect in record.pending_effects:
+            record = self._run_effect(record.batch_id, effect.key, report)
+        return record
+
+    def _claim(self, batch_id: str, key: str) -> tuple[BatchRecord, OutboxEntry | None]:
+        """Take the lease on one effect; (record, None) when it is done or leased."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            record = self.store.load(batch_id)
+            entry = next((e for e in record.outbox if e.key == key), None)
+            now = self.clock.now()
+            if entry is None or entry.done:
+                return record, None
+            leased = entry.lease_owner and entry.lease_owner != self.owner
+            if leased and entry.lease_until is not None and entry.lease_until > now:
+                return record, None
+            claimed = record.with_effect(
+                key, lease_owner=self.owner, attempts=entry.attempts + 1,
+                lease_until=now + timedelta(seconds=self.settings.lease_seconds),
+            )
+            try:
+                record = self.store.commit(claimed, expected_version=record.version)
+            except StaleJobError:
+                continue
+            return record, next(e for e in record.outbox if e.key == key)
+        return self.store.load(batch_id), None
+
+    def _finish(self, batch_id: str, key: str, *, error: str | None,
+                notes: list[EventEntry]) -> BatchRecord:
+        for _ in range(MAX_CONFLICT_RETRIES):
+            record = self.store.load(batch_id)
+            if error is None:
+                updated = record.with_effect(key, done=True, lease_owner=None,
+                                             lease_until=None, last_error=None)
+            else:
+                updated = record.with_effect(key, lease_owner=None, lease_until=None,
+                                             last_error=error[:500])
+            try:
+                return self.store.commit(updated, expected_version=record.version,
+                                         history=notes)
+            except StaleJobError:
+                continue
+        raise StaleJobError(batch_id, expected_version=-1, actual_version=None)
+
+    def _run_effect(self, batch_id: str, key: str, report: PollReport) -> BatchRecord:
+        record, effect = self._claim(batch_id, key)
+        if effect is None:
+            return record
+        handler = self.handlers.get(effect.handler)
+        if handler is None:
+            # An effect nobody can run is a deployment error: keep it owed, say so loudly.
+            logger.error("batch %s: no handler registered for %s", batch_id, effect.handler)
+            report.effects_failed.append(key)
+            return self._finish(batch_id, key, error=f"no handler {effect.handler!r}",
+                                notes=[])
+        ctx = self._context(record, effect)
+        try:
+            handler(ctx)
+        except Exception as exc:  # the effect stays owed; the poller must live on
+            logger.exception("batch %s: effect %s failed", batch_id, key,
+                             extra={"batch_id": batch_id, "effect": key})
+            report.effects_failed.append(key)
+            return self._finish(batch_id, key, error=f"{type(exc).__name__}: {exc}",
+                                notes=ctx.notes)
+        report.effects_run.append(key)
+        return self._finish(batch_id, key, error=None, notes=ctx.notes)
+
+    def _mark_lost(self, batch_id: str, exc: GatewayError) -> PollReport:
+        for _ in range(MAX_CONFLICT_RETRIES):
+            record = self.store.load(batch_id)
+            if record.lost:
+                break
+            key = f"lost#{LOST_EFFECT}"
+            effect = OutboxEntry(key=key, state=record.state, handler=LOST_EFFECT,
+                                 implied=False, line=record.observations)
+            updated = record.model_copy(update={"lost": True,
+                                                "outbox": (*record.outbox, effect)})
+            event = EventEntry(name="lost", at=self.clock.now(),
+                               detail={"status_code": exc.status_code, "error": str(exc)})
+            try:
+                record = self.store.commit(updated, expected_version=record.version,
+                                           history=[event])
+            except StaleJobError:
+                continue
+            logger.error("batch %s: the API no longer knows this batch (%s)", batch_id, exc)
+            break
+        report = PollReport(batch_id, record.state.value, "lost", changed=True,
+                            error=str(exc), record=record)
+        report.record = self._drain(record, report)
+        return self._report(report)
+
+    def _report(self, report: PollReport) -> PollReport:
+        if self.on_event is not None:
+            self.on_event(report)
+        return report
