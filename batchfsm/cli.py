@@ -24,8 +24,13 @@ from batchfsm.errors import (
 )
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-_USAGE_ERRORS = (InputFileError, StoreURLError, UnknownStatusError, TransitionError,
-                 StoreNotInitialisedError)
+_USAGE_ERRORS = (
+    InputFileError,
+    StoreURLError,
+    UnknownStatusError,
+    TransitionError,
+    StoreNotInitialisedError,
+)
 
 
 def main_parser() -> argparse.ArgumentParser:
@@ -36,14 +41,19 @@ def main_parser() -> argparse.ArgumentParser:
         description="Run OpenAI Batch API jobs without losing work.",
     )
     parser.add_argument("--version", action="version", version=f"batchfsm {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more log output (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     replay_command.add_parser(sub)
     diagram_command.add_parser(sub)
     store_commands.add_parsers(sub)
-    for module_name in ("batchfsm.sandbox.command", "batchfsm.job_commands",
-                        "batchfsm.demo", "batchfsm.stepfunctions"):
+    for module_name in (
+        "batchfsm.sandbox.command",
+        "batchfsm.job_commands",
+        "batchfsm.demo",
+        "batchfsm.stepfunctions",
+    ):
         _add_optional(sub, module_name)
     return parser
 
@@ -78,8 +88,7 @@ def _handle_errors() -> Iterator[None]:
 
 
 def configure_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 \
-        else logging.DEBUG
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("transitions").setLevel(logging.WARNING)
     for noisy in ("httpx", "httpx2", "httpcore", "openai", "botocore", "urllib3"):

@@ -32,8 +32,7 @@ class Settings(BaseModel):
     poll_interval: float = Field(default=30.0, gt=0)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object
-                 ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         mapping = {

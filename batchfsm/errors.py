@@ -139,7 +139,11 @@ class InputFileError(BatchFSMError, ValueError):
     """Bad input: says which file, which line (1-based) and which field."""
 
     def __init__(
-        self, message: str, *, path: str | None = None, line: int | None = None,
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
         field: str | None = None,
     ) -> None:
         self.path = path

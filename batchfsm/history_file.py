@@ -28,7 +28,9 @@ def _observed_at(value: object, *, path: str, line: int) -> datetime | None:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise InputFileError(
         "observed_at must be Unix seconds or an ISO 8601 timestamp",
-        path=path, line=line, field="observed_at",
+        path=path,
+        line=line,
+        field="observed_at",
     )
 
 
@@ -57,7 +59,9 @@ def read_history(path: Path | str) -> Iterator[Observation]:
             if not isinstance(data["status"], str):
                 raise InputFileError(
                     f"must be a string, got {type(data['status']).__name__}",
-                    path=name, line=number, field="status",
+                    path=name,
+                    line=number,
+                    field="status",
                 )
             observed_at = _observed_at(data.pop("observed_at", None), path=name, line=number)
             try:

@@ -24,11 +24,14 @@ def print_json(data: Any, file: TextIO | None = None) -> None:
     out.write("\n")
 
 
-def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                file: TextIO | None = None) -> None:
-    table = Table(title=title, title_justify="left")
+def print_table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], file: TextIO | None = None
+) -> None:
+    out = console(file)
+    out.print(title, style="bold", highlight=False, markup=False)
+    table = Table()
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    console(file).print(table)
+    out.print(table)

@@ -55,8 +55,9 @@ class ItemState(StrEnum):
     FAILED = "failed"
 
 
-ErrorCategory = Literal["permanent", "retryable", "not_run", "missing", "queue_full", "input",
-                        "lost", "malformed"]
+ErrorCategory = Literal[
+    "permanent", "retryable", "not_run", "missing", "queue_full", "input", "lost", "malformed"
+]
 
 
 class ItemError(_Record):

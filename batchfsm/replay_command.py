@@ -13,7 +13,8 @@ from batchfsm.output import print_json, print_table
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "replay", help="replay a recorded status history (JSONL, one Batch per line)",
+        "replay",
+        help="replay a recorded status history (JSONL, one Batch per line)",
         description="Apply each line as an observation, starting from validating.",
     )
     parser.add_argument("file", type=Path, help="JSONL file: one Batch snapshot per line")
@@ -30,15 +31,29 @@ def show(result: ReplayResult, *, name: str) -> None:
     print_table(
         f"{name}: final state {result.final_state.value}",
         ["line", "from", "to", "implied", "undocumented"],
-        [(h.line, h.source.value, h.dest.value, "yes" if h.implied else "",
-          "yes" if h.undocumented else "") for h in result.transitions],
+        [
+            (
+                h.line,
+                h.source.value,
+                h.dest.value,
+                "yes" if h.implied else "",
+                "yes" if h.undocumented else "",
+            )
+            for h in result.transitions
+        ],
     )
     if result.rejected:
-        print_table("rejected observations", ["line", "status", "reason"],
-                    [(r.line, r.status, r.reason) for r in result.rejected])
+        print_table(
+            "rejected observations",
+            ["line", "status", "reason"],
+            [(r.line, r.status, r.reason) for r in result.rejected],
+        )
     if result.effects:
-        print_table("effects owed", ["state", "handler"],
-                    [(e.state.value, e.handler) for e in result.effects])
+        print_table(
+            "effects owed",
+            ["state", "handler"],
+            [(e.state.value, e.handler) for e in result.effects],
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,9 +13,10 @@ from batchfsm.persistence import open_store
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store", default=None,
+        "--store",
+        default=None,
         help="store URL: sqlite:///PATH (default sqlite:///batchfsm.db, or $BATCHFSM_STORE), "
-             "memory://, dynamodb://TABLE?region=R&endpoint_url=URL",
+        "memory://, dynamodb://TABLE?region=R&endpoint_url=URL",
     )
 
 
@@ -84,9 +85,17 @@ def run_status(args: argparse.Namespace) -> int:
     print_table(
         f"{len(rows)} tracked batches",
         ["batch", "job", "state", "done/failed/total", "deadline", "owed"],
-        [(r["batch_id"], r["job_id"], r["state"] + (" (lost)" if r["lost"] else ""),
-          _counts(r["request_counts"]), r["deadline"], ", ".join(r["pending_effects"]))
-         for r in rows],
+        [
+            (
+                r["batch_id"],
+                r["job_id"],
+                r["state"] + (" (lost)" if r["lost"] else ""),
+                _counts(r["request_counts"]),
+                r["deadline"],
+                ", ".join(r["pending_effects"]),
+            )
+            for r in rows
+        ],
     )
     return 0
 
@@ -116,7 +125,8 @@ def run_history(args: argparse.Namespace) -> int:
         print_json({"batch_id": args.batch_id, "history": rows})
         return 0
     print_table(
-        f"history of {args.batch_id}", ["#", "kind", "what", "line", "at"],
+        f"history of {args.batch_id}",
+        ["#", "kind", "what", "line", "at"],
         [(i, r["kind"], _describe(r), r.get("line"), r.get("at")) for i, r in enumerate(rows, 1)],
     )
     return 0

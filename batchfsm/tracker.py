@@ -82,19 +82,29 @@ class Tracker:
         self.book = rulebook()
 
     # -- tracking ------------------------------------------------------------------------
-    def track(self, snapshot: BatchSnapshot, *, job_id: str | None = None,
-              parent_batch_id: str | None = None) -> BatchRecord:
+    def track(
+        self,
+        snapshot: BatchSnapshot,
+        *,
+        job_id: str | None = None,
+        parent_batch_id: str | None = None,
+    ) -> BatchRecord:
         """Start tracking a batch from its first snapshot (usually ``create``'s reply)."""
         if not snapshot.id:
             raise ValueError("a snapshot without an id cannot be tracked")
-        record = BatchRecord(batch_id=snapshot.id, job_id=job_id,
-                             parent_batch_id=parent_batch_id)
+        record = BatchRecord(batch_id=snapshot.id, job_id=job_id, parent_batch_id=parent_batch_id)
         applied = self.book.apply(record, snapshot, at=self.clock.now())
         record = applied.record
         history: tuple[HistoryEntry, ...] = applied.history
         if parent_batch_id:
-            history = (EventEntry(name="retry_of", at=self.clock.now(),
-                                  detail={"parent_batch_id": parent_batch_id}), *history)
+            history = (
+                EventEntry(
+                    name="retry_of",
+                    at=self.clock.now(),
+                    detail={"parent_batch_id": parent_batch_id},
+                ),
+                *history,
+            )
         return self.store.create(record, history)
 
     def apply(self, batch_id: str, snapshot: BatchSnapshot) -> tuple[Applied, BatchRecord]:
@@ -105,8 +115,9 @@ class Tracker:
             if not applied.changed:
                 return applied, record
             try:
-                saved = self.store.commit(applied.record, expected_version=record.version,
-                                          history=applied.history)
+                saved = self.store.commit(
+                    applied.record, expected_version=record.version, history=applied.history
+                )
             except StaleJobError:
                 logger.info("batch %s: lost a commit race, re-applying", batch_id)
                 continue
@@ -125,11 +136,13 @@ class Tracker:
             except GatewayError as exc:
                 record = self.store.load(batch_id)
                 logger.warning("batch %s: retrieve failed: %s", batch_id, exc)
-                return self._report(PollReport(batch_id, record.state.value, "error",
-                                               error=str(exc), record=record))
+                return self._report(
+                    PollReport(batch_id, record.state.value, "error", error=str(exc), record=record)
+                )
         applied, record = self.apply(batch_id, snapshot)
-        report = PollReport(batch_id, record.state.value, applied.outcome,
-                            changed=applied.changed, record=record)
+        report = PollReport(
+            batch_id, record.state.value, applied.outcome, changed=applied.changed, record=record
+        )
         if not record.terminal:
             self._heartbeat_handlers(record, report)
         record = self._drain(record, report)
@@ -156,9 +169,16 @@ class Tracker:
 
     # -- effects -------------------------------------------------------------------------
     def _context(self, record: BatchRecord, effect: OutboxEntry | None) -> EffectContext:
-        return EffectContext(record=record, effect=effect, store=self.store,
-                             gateway=self.gateway, clock=self.clock, settings=self.settings,
-                             sink=self.sink, workdir=self.workdir)
+        return EffectContext(
+            record=record,
+            effect=effect,
+            store=self.store,
+            gateway=self.gateway,
+            clock=self.clock,
+            settings=self.settings,
+            sink=self.sink,
+            workdir=self.workdir,
+        )
 
     def _heartbeat_handlers(self, record: BatchRecord, report: PollReport) -> None:
         for name in self.handlers.on_heartbeat:
@@ -196,7 +216,9 @@ class Tracker:
             if leased and entry.lease_until is not None and entry.lease_until > now:
                 return record, None
             claimed = record.with_effect(
-                key, lease_owner=self.owner, attempts=entry.attempts + 1,
+                key,
+                lease_owner=self.owner,
+                attempts=entry.attempts + 1,
                 lease_until=now + timedelta(seconds=self.settings.lease_seconds),
             )
             try:
@@ -206,19 +228,21 @@ class Tracker:
             return record, next(e for e in record.outbox if e.key == key)
         return self.store.load(batch_id), None
 
-    def _finish(self, batch_id: str, key: str, *, error: str | None,
-                notes: list[EventEntry]) -> BatchRecord:
+    def _finish(
+        self, batch_id: str, key: str, *, error: str | None, notes: list[EventEntry]
+    ) -> BatchRecord:
         for _ in range(MAX_CONFLICT_RETRIES):
             record = self.store.load(batch_id)
             if error is None:
-                updated = record.with_effect(key, done=True, lease_owner=None,
-                                             lease_until=None, last_error=None)
+                updated = record.with_effect(
+                    key, done=True, lease_owner=None, lease_until=None, last_error=None
+                )
             else:
-                updated = record.with_effect(key, lease_owner=None, lease_until=None,
-                                             last_error=error[:500])
+                updated = record.with_effect(
+                    key, lease_owner=None, lease_until=None, last_error=error[:500]
+                )
             try:
-                return self.store.commit(updated, expected_version=record.version,
-                                         history=notes)
+                return self.store.commit(updated, expected_version=record.version, history=notes)
             except StaleJobError:
                 continue
         raise StaleJobError(batch_id, expected_version=-1, actual_version=None)
@@ -232,17 +256,21 @@ class Tracker:
             # An effect nobody can run is a deployment error: keep it owed, say so loudly.
             logger.error("batch %s: no handler registered for %s", batch_id, effect.handler)
             report.effects_failed.append(key)
-            return self._finish(batch_id, key, error=f"no handler {effect.handler!r}",
-                                notes=[])
+            return self._finish(batch_id, key, error=f"no handler {effect.handler!r}", notes=[])
         ctx = self._context(record, effect)
         try:
             handler(ctx)
         except Exception as exc:  # the effect stays owed; the poller must live on
-            logger.exception("batch %s: effect %s failed", batch_id, key,
-                             extra={"batch_id": batch_id, "effect": key})
+            logger.exception(
+                "batch %s: effect %s failed",
+                batch_id,
+                key,
+                extra={"batch_id": batch_id, "effect": key},
+            )
             report.effects_failed.append(key)
-            return self._finish(batch_id, key, error=f"{type(exc).__name__}: {exc}",
-                                notes=ctx.notes)
+            return self._finish(
+                batch_id, key, error=f"{type(exc).__name__}: {exc}", notes=ctx.notes
+            )
         report.effects_run.append(key)
         return self._finish(batch_id, key, error=None, notes=ctx.notes)
 
@@ -252,21 +280,24 @@ class Tracker:
             if record.lost:
                 break
             key = f"lost#{LOST_EFFECT}"
-            effect = OutboxEntry(key=key, state=record.state, handler=LOST_EFFECT,
-                                 implied=False, line=record.observations)
-            updated = record.model_copy(update={"lost": True,
-                                                "outbox": (*record.outbox, effect)})
-            event = EventEntry(name="lost", at=self.clock.now(),
-                               detail={"status_code": exc.status_code, "error": str(exc)})
+            effect = OutboxEntry(key=key, state=record.state, handler=LOST_EFFECT, implied=False)
+            updated = record.model_copy(update={"lost": True, "outbox": (*record.outbox, effect)})
+            event = EventEntry(
+                name="lost",
+                at=self.clock.now(),
+                detail={"status_code": exc.status_code, "error": str(exc)},
+            )
             try:
-                record = self.store.commit(updated, expected_version=record.version,
-                                           history=[event])
+                record = self.store.commit(
+                    updated, expected_version=record.version, history=[event]
+                )
             except StaleJobError:
                 continue
             logger.error("batch %s: the API no longer knows this batch (%s)", batch_id, exc)
             break
-        report = PollReport(batch_id, record.state.value, "lost", changed=True,
-                            error=str(exc), record=record)
+        report = PollReport(
+            batch_id, record.state.value, "lost", changed=True, error=str(exc), record=record
+        )
         report.record = self._drain(record, report)
         return self._report(report)
 

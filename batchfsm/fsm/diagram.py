@@ -63,7 +63,7 @@ _PACKAGE_HINT = "install the Python package: pip install 'batchfsm[diagrams]'"
 # Style names are keys into GraphMachine.style_attributes. Only attributes both engines
 # understand (or that transitions' Mermaid writer drops: style, shape, peripheries) are
 # used for nodes, because the same table feeds Mermaid's classDefs.
-_STYLES: dict[str, dict[str, dict[str, str]]] = {
+_STYLES: dict[str, Any] = {
     "node": {
         "default": {
             "style": "rounded,filled",
@@ -281,7 +281,7 @@ def _graph(engine: Literal["mermaid", "graphviz"], highlight: Highlight, title: 
             f"DOT, SVG and PNG diagrams need the graphviz Python package; {_PACKAGE_HINT}",
             missing="graphviz (Python package)",
         )
-    from transitions.extensions import GraphMachine  # noqa: PLC0415  (optional, heavy)
+    from transitions.extensions import GraphMachine
 
     states = [{"name": s.value, "final": s in TERMINAL} for s in BatchStatus]
     transitions = [
@@ -306,15 +306,13 @@ def _graph(engine: Literal["mermaid", "graphviz"], highlight: Highlight, title: 
     machine.machine_attributes = _GRAPH_ATTRIBUTES
     # A fresh graph object rather than machine.get_graph(): that one would paint the
     # machine's own state (the initial one) as "active" in every picture.
-    graph = machine.graph_cls(machine)
+    graph: Any = machine.graph_cls(machine)
     for state in BatchStatus:
         style = highlight.node_style(state)
         if style:
             graph.set_node_style(state.value, style)
     for edge in EDGES:
-        graph.custom_styles["edge"][edge.source.value][edge.dest.value] = highlight.edge_style(
-            edge
-        )
+        graph.custom_styles["edge"][edge.source.value][edge.dest.value] = highlight.edge_style(edge)
     return graph.get_graph(title=title)
 
 
@@ -337,7 +335,7 @@ def _run_dot(graph: Any, fmt: Literal["svg", "png"]) -> str | bytes:
             f"on PATH; {_DOT_HINT}",
             missing="dot",
         )
-    import graphviz  # noqa: PLC0415  (checked present by _graph)
+    import graphviz
 
     try:
         if fmt == "svg":

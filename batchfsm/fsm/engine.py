@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from transitions import EventData, Machine, MachineError
+from transitions import EventData, Machine, MachineError, Transition
 
 from batchfsm.errors import InvalidTransitionError, TerminalStateError, UnknownStatusError
 from batchfsm.fsm.models import (
@@ -30,7 +29,15 @@ from batchfsm.fsm.models import (
     TransitionEntry,
 )
 from batchfsm.fsm.paths import Graph, Path, graph
-from batchfsm.fsm.spec import EFFECTS, INITIAL, TERMINAL, TRIGGERS, BatchStatus, parse_status
+from batchfsm.fsm.spec import (
+    EFFECTS,
+    INITIAL,
+    TERMINAL,
+    TRIGGERS,
+    BatchStatus,
+    by_spelling,
+    parse_status,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,21 +56,39 @@ class _Cursor:
         self.effects: list[OutboxEntry] = []
 
 
-@dataclass(frozen=True)
 class Applied:
     """The result of applying one observation: the new record and what to persist.
 
     ``changed`` is False only for a heartbeat that carried nothing new, which is the one
-    case where a poller must not write to the store.
+    case where a poller must not write to the store. (A plain slotted class: it is built
+    on every poll of every batch, and a frozen dataclass costs a setattr per field.)
     """
 
-    outcome: Outcome
-    record: BatchRecord
-    changed: bool
-    hops: tuple[Hop, ...] = ()
-    effects: tuple[OutboxEntry, ...] = ()
-    rejection: RejectionEntry | None = None
-    history: tuple[HistoryEntry, ...] = field(default=())
+    __slots__ = ("changed", "effects", "hops", "outcome", "record", "rejection")
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        record: BatchRecord,
+        *,
+        changed: bool,
+        hops: tuple[Hop, ...] = (),
+        effects: tuple[OutboxEntry, ...] = (),
+        rejection: RejectionEntry | None = None,
+    ) -> None:
+        self.outcome = outcome
+        self.record = record
+        self.changed = changed
+        self.hops = hops
+        self.effects = effects
+        self.rejection = rejection
+
+    @property
+    def history(self) -> tuple[HistoryEntry, ...]:
+        """The entries to append to the batch's history with this commit."""
+        if self.rejection is not None:
+            return (self.rejection,)
+        return tuple(TransitionEntry(hop=h) for h in self.hops)
 
 
 class Rulebook:
@@ -88,34 +113,18 @@ class Rulebook:
 
     # -- the machine's callback: pure, records only -------------------------------------
     def _entered(self, event: EventData) -> None:
-        cursor: _Cursor = event.model
-        source = BatchStatus(event.transition.source)
-        dest = BatchStatus(event.transition.dest)
+        cursor = cast(_Cursor, event.model)
+        transition = cast(Transition, event.transition)
+        source = by_spelling(transition.source)
+        dest = by_spelling(cast(str, transition.dest))
         kw: Mapping[str, Any] = event.kwargs
         implied: bool = kw["implied"]
         edge = self.graph.edges[(source, dest)]
-        hop = Hop(
-            source=source,
-            dest=dest,
-            implied=implied,
-            undocumented=edge.undocumented,
-            line=kw["line"],
-            at=kw["at"],
-            entered_at=kw["entered_at"],
+        hop = Hop.trusted(
+            source, dest, implied, edge.undocumented, kw["line"], kw["at"], kw["entered_at"]
         )
         cursor.hops.append(hop)
-        for spec in EFFECTS[dest]:
-            if implied and not spec.when_implied:
-                continue
-            cursor.effects.append(
-                OutboxEntry(
-                    key=OutboxEntry.key_for(dest, spec.handler),
-                    state=dest,
-                    handler=spec.handler,
-                    implied=implied,
-                    line=hop.line,
-                )
-            )
+        cursor.effects.extend(_owed(dest, implied))
 
     # -- public API ----------------------------------------------------------------------
     def rehydrate(self, stored_state: object, *, batch_id: str) -> BatchStatus:
@@ -136,8 +145,14 @@ class Rulebook:
         entered_at: int | None = None,
     ) -> tuple[BatchStatus, list[Hop], list[OutboxEntry]]:
         """Fire one edge from the record's state; raises a typed error when refused."""
-        return self._fire_path(record, (record.state, dest), line=line, at=at,
-                               entered={dest: entered_at}, last_implied=implied)
+        return self._fire_path(
+            record,
+            (record.state, dest),
+            line=line,
+            at=at,
+            entered={dest: entered_at},
+            last_implied=implied,
+        )
 
     def _fire_path(
         self,
@@ -151,14 +166,22 @@ class Rulebook:
     ) -> tuple[BatchStatus, list[Hop], list[OutboxEntry]]:
         cursor = _Cursor(record.batch_id, record.state)
         for index, dest in enumerate(path[1:], start=1):
-            current = BatchStatus(cursor.state)
+            current = by_spelling(cursor.state)
             if current in TERMINAL:
-                raise TerminalStateError(batch_id=record.batch_id, current=current,
-                                         requested=dest, reason="current state is terminal")
+                raise TerminalStateError(
+                    batch_id=record.batch_id,
+                    current=current,
+                    requested=dest,
+                    reason="current state is terminal",
+                )
             trigger = TRIGGERS.get(dest)
             if trigger is None:
-                raise InvalidTransitionError(batch_id=record.batch_id, current=current,
-                                             requested=dest, reason="no edge leads there")
+                raise InvalidTransitionError(
+                    batch_id=record.batch_id,
+                    current=current,
+                    requested=dest,
+                    reason="no edge leads there",
+                )
             implied = index < len(path) - 1 or last_implied
             try:
                 self.machine.events[trigger].trigger(
@@ -166,20 +189,29 @@ class Rulebook:
                 )
             except MachineError as exc:
                 raise InvalidTransitionError(
-                    batch_id=record.batch_id, current=current, requested=dest,
+                    batch_id=record.batch_id,
+                    current=current,
+                    requested=dest,
                     reason="no edge in the allowed graph",
                 ) from exc
-        return BatchStatus(cursor.state), cursor.hops, cursor.effects
+        return by_spelling(cursor.state), cursor.hops, cursor.effects
 
-    def force(self, record: BatchRecord, dest: BatchStatus | str, *, line: int = 0,
-              at: datetime | None = None) -> Applied:
+    def force(
+        self,
+        record: BatchRecord,
+        dest: BatchStatus | str,
+        *,
+        line: int = 0,
+        at: datetime | None = None,
+    ) -> Applied:
         """Move along one edge on request (not from an observation); refuses invalid moves."""
         status = parse_status(dest)
         if status is None:
             raise UnknownStatusError(dest, batch_id=record.batch_id, where="a forced move")
         new_state, hops, effects = self.fire(record, status, line=line, at=at)
-        return self._advanced(record, new_state, hops, effects, snapshot=record.snapshot,
-                              at=at, count=False)
+        return self._advanced(
+            record, new_state, hops, effects, snapshot=record.snapshot, at=at, count=False
+        )
 
     def apply(
         self,
@@ -206,18 +238,24 @@ class Rulebook:
             # leave a state neither before nor after: still a read we cannot apply.
             return self._rejected(record, snapshot, seq, at, "stale")
         entered = {s: snapshot.entered_at(s) for s in path[1:]}
-        new_state, hops, effects = self._fire_path(record, path, line=seq, at=at,
-                                                   entered=entered)
+        new_state, hops, effects = self._fire_path(record, path, line=seq, at=at, entered=entered)
         for hop in hops:
             if hop.undocumented:
                 logger.warning(
                     "batch %s: undocumented edge %s -> %s applied (line %d)",
-                    record.batch_id, hop.source, hop.dest, hop.line,
-                    extra={"batch_id": record.batch_id, "current": hop.source.value,
-                           "observed": hop.dest.value},
+                    record.batch_id,
+                    hop.source,
+                    hop.dest,
+                    hop.line,
+                    extra={
+                        "batch_id": record.batch_id,
+                        "current": hop.source.value,
+                        "observed": hop.dest.value,
+                    },
                 )
-        return self._advanced(record, new_state, hops, effects, snapshot=snapshot, at=at,
-                              count=True)
+        return self._advanced(
+            record, new_state, hops, effects, snapshot=snapshot, at=at, count=True
+        )
 
     def choose_path(
         self, current: BatchStatus, observed: BatchStatus, snapshot: BatchSnapshot
@@ -229,11 +267,12 @@ class Rulebook:
         path) take the path with the fewest undocumented edges, then the fewest hops.
         """
         candidates = self.graph.paths.get((current, observed), ())
-        if not candidates:
-            return None
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
         if snapshot.entered_at(observed) is not None:
             stamped = {
-                s for s in self.graph.reachable[current]
+                s
+                for s in self.graph.reachable[current]
                 if s != observed and snapshot.entered_at(s) is not None
             }
             for path in candidates:
@@ -242,44 +281,90 @@ class Rulebook:
         return min(candidates, key=lambda p: (self.graph.undocumented_count(p), len(p)))
 
     # -- outcomes ------------------------------------------------------------------------
-    def _heartbeat(self, record: BatchRecord, snapshot: BatchSnapshot, seq: int,
-                   at: datetime | None) -> Applied:
+    def _heartbeat(
+        self, record: BatchRecord, snapshot: BatchSnapshot, seq: int, at: datetime | None
+    ) -> Applied:
         if record.snapshot == snapshot:
             return Applied("heartbeat", record, changed=False)
-        updated = record.model_copy(update={
-            "snapshot": snapshot, "observed_at": at or record.observed_at,
-            "observations": max(record.observations, seq),
-        })
+        updated = record.model_copy(
+            update={
+                "snapshot": snapshot,
+                "observed_at": at or record.observed_at,
+                "observations": max(record.observations, seq),
+            }
+        )
         return Applied("heartbeat", updated, changed=True)
 
-    def _rejected(self, record: BatchRecord, snapshot: BatchSnapshot, seq: int,
-                  at: datetime | None, reason: RejectReason) -> Applied:
+    def _rejected(
+        self,
+        record: BatchRecord,
+        snapshot: BatchSnapshot,
+        seq: int,
+        at: datetime | None,
+        reason: RejectReason,
+    ) -> Applied:
         entry = RejectionEntry(
-            line=seq, status=snapshot.status, reason=reason, current=record.state, at=at,
+            line=seq,
+            status=snapshot.status,
+            reason=reason,
+            current=record.state,
+            at=at,
             snapshot=snapshot.model_dump(mode="json", exclude_defaults=True),
         )
         log = logger.error if reason == "unknown" else logger.warning
-        log("batch %s: rejected %s observation %r in state %s (line %d)",
-            record.batch_id, reason, snapshot.status, record.state.value, seq,
-            extra={"batch_id": record.batch_id, "current": record.state.value,
-                   "observed": snapshot.status})
+        log(
+            "batch %s: rejected %s observation %r in state %s (line %d)",
+            record.batch_id,
+            reason,
+            snapshot.status,
+            record.state.value,
+            seq,
+            extra={
+                "batch_id": record.batch_id,
+                "current": record.state.value,
+                "observed": snapshot.status,
+            },
+        )
         updated = record.model_copy(update={"observations": max(record.observations, seq)})
-        return Applied("rejected", updated, changed=True, rejection=entry, history=(entry,))
+        return Applied("rejected", updated, changed=True, rejection=entry)
 
-    def _advanced(self, record: BatchRecord, new_state: BatchStatus, hops: list[Hop],
-                  effects: list[OutboxEntry], *, snapshot: BatchSnapshot | None,
-                  at: datetime | None, count: bool) -> Applied:
+    def _advanced(
+        self,
+        record: BatchRecord,
+        new_state: BatchStatus,
+        hops: list[Hop],
+        effects: list[OutboxEntry],
+        *,
+        snapshot: BatchSnapshot | None,
+        at: datetime | None,
+        count: bool,
+    ) -> Applied:
         seq = hops[-1].line if hops else record.observations
-        updated = record.model_copy(update={
-            "state": new_state,
-            "snapshot": snapshot,
-            "observed_at": at or record.observed_at,
-            "observations": max(record.observations, seq) if count else record.observations,
-            "outbox": record.outbox + tuple(effects),
-        })
-        history = tuple(TransitionEntry(hop=h) for h in hops)
-        return Applied("advanced", updated, changed=True, hops=tuple(hops),
-                       effects=tuple(effects), history=history)
+        updated = record.model_copy(
+            update={
+                "state": new_state,
+                "snapshot": snapshot,
+                "observed_at": at or record.observed_at,
+                "observations": max(record.observations, seq) if count else record.observations,
+                "outbox": record.outbox + tuple(effects),
+            }
+        )
+        return Applied("advanced", updated, changed=True, hops=tuple(hops), effects=tuple(effects))
+
+
+@cache
+def _owed(state: BatchStatus, implied: bool) -> tuple[OutboxEntry, ...]:
+    """The outbox entries entering ``state`` owes; immutable, so built once and shared."""
+    return tuple(
+        OutboxEntry(
+            key=OutboxEntry.key_for(state, spec.handler),
+            state=state,
+            handler=spec.handler,
+            implied=implied,
+        )
+        for spec in EFFECTS[state]
+        if spec.when_implied or not implied
+    )
 
 
 @cache

@@ -8,24 +8,149 @@ beside the record in the store, so the record itself stays small.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import MISSING, fields
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic.dataclasses import dataclass
 
 from batchfsm.fsm.spec import ENTERED_AT_FIELD, TERMINAL, BatchStatus
 
 COMPLETION_WINDOW = timedelta(hours=24)
 
 
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type[Any]) -> TypeAdapter[Any]:
+    """One TypeAdapter per class, built on first use (never at import)."""
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
+
+
+class SlottedModel:
+    """The BaseModel calls we use, for slotted pydantic dataclasses.
+
+    Records held per tracked batch are slotted dataclasses rather than ``BaseModel``s:
+    a BaseModel keeps a ``__dict__`` and a set of the fields it was given, which made a
+    tracked batch cost about 6 KB; slots bring it under 1 KB (see bench/bench_engine.py).
+    They are values: never mutate one, derive a new one with :meth:`model_copy`. They
+    are not declared frozen only because a frozen dataclass pays a slow
+    ``object.__setattr__`` per field, which doubled the cost of applying an observation.
+    """
+
+    __slots__ = ()
+    _field_names: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        result: Self = _adapter(cls).validate_python(data)
+        return result
+
+    @classmethod
+    def model_validate_json(cls, data: str | bytes) -> Self:
+        result: Self = _adapter(cls).validate_json(data)
+        return result
+
+    def model_dump(
+        self,
+        *,
+        mode: Literal["python", "json"] = "python",
+        by_alias: bool = False,
+        exclude_defaults: bool = False,
+        exclude_none: bool = False,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = _adapter(type(self)).dump_python(
+            self,
+            mode=mode,
+            by_alias=by_alias,
+            exclude_defaults=exclude_defaults,
+            exclude_none=exclude_none,
+        )
+        return result
+
+    def model_dump_json(
+        self, *, by_alias: bool = False, exclude_defaults: bool = False, exclude_none: bool = False
+    ) -> str:
+        return (
+            _adapter(type(self))
+            .dump_json(
+                self,
+                by_alias=by_alias,
+                exclude_defaults=exclude_defaults,
+                exclude_none=exclude_none,
+            )
+            .decode()
+        )
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> Self:
+        """A shallow copy with some fields replaced, without re-validation (trusted
+        internal updates only; untrusted data goes through ``model_validate``)."""
+        cls = type(self)
+        clone = object.__new__(cls)
+        for name in _NAMES.get(cls) or _names(cls):
+            setattr(clone, name, getattr(self, name))
+        if update:
+            for name, value in update.items():
+                setattr(clone, name, value)
+        return clone
+
+    @classmethod
+    def construct_trusted(cls, **values: Any) -> Self:
+        """Build without validation, for values the engine itself produced (hot path)."""
+        clone = object.__new__(cls)
+        if len(values) != len(_NAMES.get(cls) or _names(cls)):  # fill defaults
+            for name, default in _defaults(cls):
+                if name not in values:
+                    values[name] = default()
+        for name, value in values.items():
+            setattr(clone, name, value)
+        return clone
+
+
+_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _names(cls: type[Any]) -> tuple[str, ...]:
+    names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def _missing() -> Any:
+    raise TypeError("a required field is missing")
+
+
+_DEFAULTS: dict[type[Any], tuple[tuple[str, Any], ...]] = {}
+
+
+def _defaults(cls: type[Any]) -> tuple[tuple[str, Any], ...]:
+    if cls in _DEFAULTS:
+        return _DEFAULTS[cls]
+    out: list[tuple[str, Any]] = []
+    for f in fields(cls):
+        if f.default_factory is not MISSING:
+            out.append((f.name, f.default_factory))
+        elif f.default is not MISSING:
+            out.append((f.name, lambda value=f.default: value))
+        else:
+            out.append((f.name, _missing))
+    _DEFAULTS[cls] = tuple(out)
+    return _DEFAULTS[cls]
+
+
+_SLOTTED = ConfigDict(extra="ignore")
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
-class BatchErrorItem(BaseModel):
+@dataclass(slots=True, config=_SLOTTED)
+class BatchErrorItem(SlottedModel):
     """One entry of ``batch.errors.data``: why a batch failed validation."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
     code: str | None = None
     message: str | None = None
@@ -33,25 +158,23 @@ class BatchErrorItem(BaseModel):
     line: int | None = None
 
 
-class RequestCounts(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
+@dataclass(slots=True, config=_SLOTTED)
+class RequestCounts(SlottedModel):
     total: int = 0
     completed: int = 0
     failed: int = 0
 
 
-class BatchSnapshot(BaseModel):
+@dataclass(slots=True, config=_SLOTTED)
+class BatchSnapshot(SlottedModel):
     """The Batch object as one retrieve returned it; every decision of a poll uses one.
 
     ``status`` stays the raw string so that an unknown value can be recorded verbatim.
     Empty-string file ids (seen on clean batches) are normalised to ``None``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    id: str | None = None
     status: str
+    id: str | None = None
     endpoint: str | None = None
     input_file_id: str | None = None
     output_file_id: str | None = None
@@ -105,8 +228,12 @@ class BatchSnapshot(BaseModel):
         return cls.model_validate(obj.model_dump())
 
 
-class Hop(_Frozen):
-    """One fired edge. ``implied``: we never saw this state, only passed through it."""
+@dataclass(slots=True, kw_only=True, config=ConfigDict(extra="forbid", populate_by_name=True))
+class Hop(SlottedModel):
+    """One fired edge. ``implied``: we never saw this state, only passed through it.
+
+    A value, like every :class:`SlottedModel`; :meth:`trusted` is its hot-path builder.
+    """
 
     source: BatchStatus = Field(serialization_alias="from", validation_alias="from")
     dest: BatchStatus = Field(serialization_alias="to", validation_alias="to")
@@ -115,6 +242,28 @@ class Hop(_Frozen):
     line: int
     at: datetime | None = None
     entered_at: int | None = None
+
+    @classmethod
+    def trusted(
+        cls,
+        source: BatchStatus,
+        dest: BatchStatus,
+        implied: bool,
+        undocumented: bool,
+        line: int,
+        at: datetime | None,
+        entered_at: int | None,
+    ) -> Hop:
+        """Build without validation: the engine's own values, on the hot path."""
+        hop = object.__new__(cls)
+        hop.source = source
+        hop.dest = dest
+        hop.implied = implied
+        hop.undocumented = undocumented
+        hop.line = line
+        hop.at = at
+        hop.entered_at = entered_at
+        return hop
 
 
 RejectReason = Literal["stale", "terminal", "unknown"]
@@ -146,12 +295,11 @@ class EventEntry(_Frozen):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-HistoryEntry = Annotated[
-    TransitionEntry | RejectionEntry | EventEntry, Field(discriminator="kind")
-]
+HistoryEntry = Annotated[TransitionEntry | RejectionEntry | EventEntry, Field(discriminator="kind")]
 
 
-class OutboxEntry(_Frozen):
+@dataclass(slots=True, config=ConfigDict(extra="forbid"))
+class OutboxEntry(SlottedModel):
     """A handler run owed by entering a state, committed together with that state.
 
     ``key`` is unique per batch because the lifecycle has no cycles: a state is entered
@@ -162,7 +310,6 @@ class OutboxEntry(_Frozen):
     state: BatchStatus
     handler: str
     implied: bool
-    line: int
     done: bool = False
     attempts: int = 0
     last_error: str | None = None
@@ -174,7 +321,8 @@ class OutboxEntry(_Frozen):
         return f"{state.value}#{handler}"
 
 
-class BatchRecord(_Frozen):
+@dataclass(slots=True, config=ConfigDict(extra="forbid"))
+class BatchRecord(SlottedModel):
     """What we know of one batch, as the store keeps it.
 
     ``version`` is the optimistic-concurrency counter: every commit bumps it and states
@@ -194,7 +342,7 @@ class BatchRecord(_Frozen):
     cancel_requested: bool = False
 
     @model_validator(mode="after")
-    def _keys_unique(self) -> BatchRecord:
+    def _keys_unique(self) -> Self:
         keys = [e.key for e in self.outbox]
         if len(keys) != len(set(keys)):
             raise ValueError(f"batch {self.batch_id}: duplicate outbox keys {keys}")

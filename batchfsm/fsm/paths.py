@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 
 from batchfsm.errors import SpecError
 from batchfsm.fsm.spec import EDGES, INITIAL, TERMINAL, BatchStatus, Edge
@@ -24,7 +25,7 @@ class Graph:
     paths: dict[tuple[BatchStatus, BatchStatus], tuple[Path, ...]]
 
     def undocumented_count(self, path: Path) -> int:
-        return sum(self.edges[(a, b)].undocumented for a, b in zip(path, path[1:], strict=False))
+        return sum(self.edges[(a, b)].undocumented for a, b in pairwise(path))
 
     def is_ancestor(self, state: BatchStatus, of: BatchStatus) -> bool:
         """Whether ``of`` can be reached from ``state`` (so ``state`` came earlier)."""
@@ -41,9 +42,7 @@ def build_graph(edges: Iterable[Edge] = EDGES) -> Graph:
         if edge.source == edge.dest:
             raise SpecError(f"self-loop on {edge.source}")
         table[(edge.source, edge.dest)] = edge
-    successors = {
-        s: tuple(d for (src, d) in table if src == s) for s in BatchStatus
-    }
+    successors = {s: tuple(d for (src, d) in table if src == s) for s in BatchStatus}
     reachable: dict[BatchStatus, frozenset[BatchStatus]] = {}
     for start in BatchStatus:
         seen: set[BatchStatus] = set()

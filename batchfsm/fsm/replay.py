@@ -39,8 +39,13 @@ class ReplayResult:
         return {
             "final_state": self.final_state.value,
             "transitions": [
-                {"from": h.source.value, "to": h.dest.value, "implied": h.implied,
-                 "undocumented": h.undocumented, "line": h.line}
+                {
+                    "from": h.source.value,
+                    "to": h.dest.value,
+                    "implied": h.implied,
+                    "undocumented": h.undocumented,
+                    "line": h.line,
+                }
                 for h in self.transitions
             ],
             "rejected": [
@@ -50,8 +55,9 @@ class ReplayResult:
         }
 
 
-def _as_observation(index: int, item: Observation | BatchSnapshot | Mapping[str, Any]
-                    ) -> Observation:
+def _as_observation(
+    index: int, item: Observation | BatchSnapshot | Mapping[str, Any]
+) -> Observation:
     if isinstance(item, Observation):
         return item
     if isinstance(item, BatchSnapshot):

@@ -117,11 +117,14 @@ EFFECTS: dict[BatchStatus, tuple[EffectSpec, ...]] = {
 }
 
 
+_BY_SPELLING: dict[str, BatchStatus] = {s.value: s for s in BatchStatus}
+
+
 def parse_status(raw: object) -> BatchStatus | None:
     """The status for an exact API spelling, or None: never guess ("canceled" is not ours)."""
-    if not isinstance(raw, str):
-        return None
-    try:
-        return BatchStatus(raw)
-    except ValueError:
-        return None
+    return _BY_SPELLING.get(raw) if isinstance(raw, str) else None
+
+
+def by_spelling(value: str) -> BatchStatus:
+    """The status for a spelling known to be valid (the machine's own state names)."""
+    return _BY_SPELLING[value]

@@ -16,8 +16,9 @@ C = 1_774_437_191
 
 
 def snap(status: str, **fields: Any) -> BatchSnapshot:
-    return BatchSnapshot.model_validate({"id": "batch_1", "status": status,
-                                         "created_at": C, **fields})
+    return BatchSnapshot.model_validate(
+        {"id": "batch_1", "status": status, "created_at": C, **fields}
+    )
 
 
 def at(state: BatchStatus) -> BatchRecord:
@@ -40,8 +41,7 @@ def test_same_status_with_same_fields_is_a_no_write_heartbeat() -> None:
 def test_heartbeat_refreshes_counts_without_transition() -> None:
     book = rulebook()
     record = at(S.IN_PROGRESS)
-    applied = book.apply(record, snap("in_progress", request_counts={"total": 10,
-                                                                      "completed": 4}))
+    applied = book.apply(record, snap("in_progress", request_counts={"total": 10, "completed": 4}))
     assert applied.changed and not applied.hops and not applied.history
     assert applied.record.snapshot is not None
     assert applied.record.snapshot.request_counts is not None
@@ -62,9 +62,10 @@ def test_skipped_states_are_fired_and_marked_implied() -> None:
 
 def test_timestamps_decide_the_path_when_the_observed_state_is_stamped() -> None:
     book = rulebook()
-    via_cancel = book.apply(at(S.VALIDATING),
-                            snap("expired", in_progress_at=C + 1, cancelling_at=C + 5,
-                                 expired_at=C + 9))
+    via_cancel = book.apply(
+        at(S.VALIDATING),
+        snap("expired", in_progress_at=C + 1, cancelling_at=C + 5, expired_at=C + 9),
+    )
     assert hops(via_cancel) == [
         ("validating", "in_progress", True, False),
         ("in_progress", "cancelling", True, False),
@@ -97,8 +98,7 @@ def test_timestamps_that_form_no_allowed_path_fall_back() -> None:
     ]
 
 
-def test_undocumented_edge_is_applied_flagged_and_logged(caplog: pytest.LogCaptureFixture
-                                                         ) -> None:
+def test_undocumented_edge_is_applied_flagged_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     applied = rulebook().apply(at(S.CANCELLING), snap("completed", completed_at=C + 9))
     assert hops(applied) == [("cancelling", "completed", False, True)]
     assert "undocumented edge cancelling -> completed" in caplog.text
@@ -107,8 +107,12 @@ def test_undocumented_edge_is_applied_flagged_and_logged(caplog: pytest.LogCaptu
 
 @pytest.mark.parametrize(
     ("current", "observed"),
-    [(S.IN_PROGRESS, "validating"), (S.FINALIZING, "in_progress"),
-     (S.CANCELLING, "finalizing"), (S.CANCELLING, "validating")],
+    [
+        (S.IN_PROGRESS, "validating"),
+        (S.FINALIZING, "in_progress"),
+        (S.CANCELLING, "finalizing"),
+        (S.CANCELLING, "validating"),
+    ],
 )
 def test_earlier_state_is_rejected_as_stale(current: BatchStatus, observed: str) -> None:
     record = at(current)
@@ -147,7 +151,10 @@ def test_forcing_an_invalid_move_names_batch_state_and_request() -> None:
     with pytest.raises(InvalidTransitionError) as invalid:
         book.force(at(S.FINALIZING), "in_progress")
     assert (invalid.value.batch_id, invalid.value.current, invalid.value.requested) == (
-        "batch_1", "finalizing", "in_progress")
+        "batch_1",
+        "finalizing",
+        "in_progress",
+    )
     assert "batch_1" in str(invalid.value) and "finalizing -> in_progress" in str(invalid.value)
     with pytest.raises(TerminalStateError, match="completed -> in_progress"):
         book.force(at(S.COMPLETED), S.IN_PROGRESS)
@@ -166,7 +173,7 @@ def test_forcing_a_valid_move_fires_it() -> None:
 def test_rehydrate_refuses_a_stored_state_outside_the_eight() -> None:
     book = rulebook()
     assert book.rehydrate("finalizing", batch_id="b") is S.FINALIZING
-    with pytest.raises(UnknownStatusError, match="canceling.*store"):
+    with pytest.raises(UnknownStatusError, match=r"canceling.*store"):
         book.rehydrate("canceling", batch_id="b")
 
 
@@ -176,8 +183,13 @@ def test_empty_string_file_ids_mean_no_file() -> None:
 
 
 def test_errors_list_wrapper_is_flattened() -> None:
-    s = snap("failed", errors={"object": "list", "data": [
-        {"code": "invalid_json_line", "message": "bad", "line": 3, "param": None}]})
+    s = snap(
+        "failed",
+        errors={
+            "object": "list",
+            "data": [{"code": "invalid_json_line", "message": "bad", "line": 3, "param": None}],
+        },
+    )
     assert s.errors[0].code == "invalid_json_line" and s.errors[0].line == 3
 
 

@@ -11,8 +11,15 @@ from batchfsm.fsm.paths import graph
 from batchfsm.fsm.spec import EDGES, INITIAL, TERMINAL, BatchStatus
 
 EDGE_SET = {(e.source, e.dest) for e in EDGES}
-TIMESTAMP_FIELDS = ["in_progress_at", "finalizing_at", "completed_at", "failed_at",
-                    "expired_at", "cancelling_at", "cancelled_at"]
+TIMESTAMP_FIELDS = [
+    "in_progress_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+]
 
 statuses = st.one_of(
     st.sampled_from([s.value for s in BatchStatus]),
@@ -20,7 +27,8 @@ statuses = st.one_of(
 )
 snapshots = st.builds(
     lambda status, stamps: BatchSnapshot.model_validate(
-        {"id": "b", "status": status, "created_at": 1, **dict.fromkeys(stamps, 5)}),
+        {"id": "b", "status": status, "created_at": 1, **dict.fromkeys(stamps, 5)}
+    ),
     statuses,
     st.sets(st.sampled_from(TIMESTAMP_FIELDS)),
 )
@@ -58,15 +66,15 @@ def test_state_never_regresses_and_paths_use_only_allowed_edges(
 
 
 lifecycles = st.sampled_from(
-    [p for (src, _), ps in graph().paths.items() if src == INITIAL for p in ps
-     if p[-1] in TERMINAL]
+    [p for (src, _), ps in graph().paths.items() if src == INITIAL for p in ps if p[-1] in TERMINAL]
 )
 
 
 @settings(max_examples=200, deadline=None)
 @given(lifecycles, st.data())
 def test_any_forward_subsequence_ends_in_its_last_observed_status(
-    lifecycle: tuple[BatchStatus, ...], data: st.DataObject,
+    lifecycle: tuple[BatchStatus, ...],
+    data: st.DataObject,
 ) -> None:
     picks = data.draw(st.lists(st.sampled_from(range(len(lifecycle))), min_size=1))
     observed = [lifecycle[i] for i in sorted(picks)]
@@ -82,7 +90,8 @@ def test_any_forward_subsequence_ends_in_its_last_observed_status(
 @settings(max_examples=200, deadline=None)
 @given(lifecycles, st.data())
 def test_observations_earlier_than_the_current_state_are_rejected(
-    lifecycle: tuple[BatchStatus, ...], data: st.DataObject,
+    lifecycle: tuple[BatchStatus, ...],
+    data: st.DataObject,
 ) -> None:
     cut = data.draw(st.integers(min_value=1, max_value=len(lifecycle) - 1))
     book = rulebook()

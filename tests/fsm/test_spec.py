@@ -22,8 +22,14 @@ from batchfsm.fsm.spec import (
 
 def test_eight_statuses_with_the_api_spelling() -> None:
     assert {s.value for s in BatchStatus} == {
-        "validating", "failed", "in_progress", "finalizing",
-        "completed", "expired", "cancelling", "cancelled",
+        "validating",
+        "failed",
+        "in_progress",
+        "finalizing",
+        "completed",
+        "expired",
+        "cancelling",
+        "cancelled",
     }
     assert INITIAL is BatchStatus.VALIDATING
     assert {s.value for s in TERMINAL} == {"completed", "failed", "expired", "cancelled"}
@@ -33,15 +39,23 @@ def test_documented_and_tolerated_edges_exactly_as_specified() -> None:
     documented = {(e.source.value, e.dest.value) for e in EDGES if e.kind is EdgeKind.DOCUMENTED}
     tolerated = {(e.source.value, e.dest.value) for e in EDGES if e.kind is EdgeKind.TOLERATED}
     assert documented == {
-        ("validating", "in_progress"), ("validating", "failed"),
-        ("in_progress", "finalizing"), ("finalizing", "completed"),
-        ("in_progress", "expired"), ("in_progress", "cancelling"),
+        ("validating", "in_progress"),
+        ("validating", "failed"),
+        ("in_progress", "finalizing"),
+        ("finalizing", "completed"),
+        ("in_progress", "expired"),
+        ("in_progress", "cancelling"),
         ("cancelling", "cancelled"),
     }
     assert tolerated == {
-        ("validating", "cancelling"), ("validating", "expired"), ("in_progress", "failed"),
-        ("finalizing", "cancelling"), ("finalizing", "expired"), ("cancelling", "completed"),
-        ("cancelling", "expired"), ("cancelling", "failed"),
+        ("validating", "cancelling"),
+        ("validating", "expired"),
+        ("in_progress", "failed"),
+        ("finalizing", "cancelling"),
+        ("finalizing", "expired"),
+        ("cancelling", "completed"),
+        ("cancelling", "expired"),
+        ("cancelling", "failed"),
     }
 
 

@@ -1,0 +1,76 @@
+"""``batchfsm replay`` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from batchfsm.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "batchfsm" / "examples"
+
+
+def test_json_output_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(EXAMPLES / "stale_read.jsonl"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {
+        "final_state": "completed",
+        "transitions": [
+            {
+                "from": "validating",
+                "to": "in_progress",
+                "implied": False,
+                "undocumented": False,
+                "line": 2,
+            },
+            {
+                "from": "in_progress",
+                "to": "finalizing",
+                "implied": False,
+                "undocumented": False,
+                "line": 4,
+            },
+            {
+                "from": "finalizing",
+                "to": "completed",
+                "implied": False,
+                "undocumented": False,
+                "line": 6,
+            },
+        ],
+        "rejected": [
+            {"line": 5, "status": "in_progress", "reason": "stale"},
+            {"line": 7, "status": "finalizing", "reason": "terminal"},
+        ],
+        "effects": [
+            {"state": "in_progress", "handler": "watch"},
+            {"state": "finalizing", "handler": "watch"},
+            {"state": "completed", "handler": "harvest"},
+        ],
+    }
+
+
+def test_table_output_for_people(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(EXAMPLES / "foreign_spelling.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "final state cancelled" in out
+    assert "canceling" in out and "unknown" in out
+
+
+def test_bad_input_exits_2_names_the_line_and_prints_no_result(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"status": "validating"}\n{"status": "in_progress"}\n\n\n\n\n"oops"\n')
+    assert main(["replay", str(path), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "line 7" in captured.err and "Traceback" not in captured.err
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(tmp_path / "nope.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err
