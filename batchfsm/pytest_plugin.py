@@ -16,6 +16,8 @@ import pytest
 from batchfsm.fsm.replay import ReplayResult, replay
 from batchfsm.history_file import read_history
 
+pytest_plugins = ["batchfsm.sandbox.testing"]
+
 ReplayHistory = Callable[[Path | str | Iterable[Mapping[str, Any]]], ReplayResult]
 
 

@@ -188,13 +188,20 @@ class Tracker:
             ctx = self._context(record, None)
             handler(ctx)
             if ctx.notes:
-                self._commit_notes(record.batch_id, ctx.notes)
+                self._commit_notes(record.batch_id, ctx)
 
-    def _commit_notes(self, batch_id: str, notes: list[EventEntry]) -> None:
+    def _commit_notes(self, batch_id: str, ctx: EffectContext) -> None:
+        """Commit what a heartbeat handler recorded (alerts are raised once per key)."""
         for _ in range(MAX_CONFLICT_RETRIES):
             record = self.store.load(batch_id)
+            fresh = [k for k in ctx.raised if k not in record.alerts]
+            notes = [n for n in ctx.notes
+                     if n.name != "alert" or n.detail.get("key") in fresh]
+            if not notes:
+                return
+            updated = record.model_copy(update={"alerts": record.alerts + tuple(fresh)})
             try:
-                self.store.commit(record, expected_version=record.version, history=notes)
+                self.store.commit(updated, expected_version=record.version, history=notes)
                 return
             except StaleJobError:
                 continue

@@ -340,6 +340,8 @@ class BatchRecord(SlottedModel):
     outbox: tuple[OutboxEntry, ...] = ()
     lost: bool = False
     cancel_requested: bool = False
+    alerts: tuple[str, ...] = ()
+    """Keys of alerts already raised (deadline warnings, stuck states): each fires once."""
 
     @model_validator(mode="after")
     def _keys_unique(self) -> Self:

@@ -13,8 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import logging
+
 from batchfsm.fsm.models import BatchRecord, EventEntry, OutboxEntry
 from batchfsm.ports import BatchGateway, Clock
+
+logger = logging.getLogger("batchfsm.alerts")
 
 if TYPE_CHECKING:
     from batchfsm.config import Settings
@@ -34,10 +38,22 @@ class EffectContext:
     sink: ResultSink | None = None
     workdir: Path | None = None
     notes: list[EventEntry] = field(default_factory=list)
+    raised: list[str] = field(default_factory=list)
 
     def note(self, name: str, **detail: Any) -> None:
         """Record an event in the batch's history, committed when the effect is done."""
         self.notes.append(EventEntry(name=name, at=self.clock.now(), detail=detail))
+
+    def alert(self, key: str, message: str, **detail: Any) -> bool:
+        """Raise an alert once per batch and key: logged at WARNING and recorded in the
+        history (as event ``alert``). Returns False if it was raised before."""
+        if key in self.record.alerts or key in self.raised:
+            return False
+        self.raised.append(key)
+        logger.warning("batch %s: %s", self.record.batch_id, message,
+                       extra={"batch_id": self.record.batch_id, "alert": key})
+        self.note("alert", key=key, message=message, **detail)
+        return True
 
     @property
     def now(self) -> datetime:
