@@ -75,26 +75,34 @@ class StoreError(BatchFSMError):
 
 
 class JobNotFoundError(StoreError):
-    def __init__(self, batch_id: str) -> None:
+    """``kind`` says what was missing: a batch, a job, an intent or a ledger entry."""
+
+    def __init__(self, batch_id: str, *, kind: str = "batch") -> None:
         self.batch_id = batch_id
-        super().__init__(f"batch {batch_id} is not tracked by this store")
+        self.kind = kind
+        super().__init__(f"{kind} {batch_id} is not in this store")
 
 
 class DuplicateJobError(StoreError):
-    def __init__(self, batch_id: str) -> None:
+    def __init__(self, batch_id: str, *, kind: str = "batch") -> None:
         self.batch_id = batch_id
-        super().__init__(f"batch {batch_id} is already tracked by this store")
+        self.kind = kind
+        super().__init__(f"{kind} {batch_id} is already in this store")
 
 
 class StaleJobError(StoreError):
     """Another writer committed first; reload and re-apply, never overwrite."""
 
-    def __init__(self, batch_id: str, *, expected_version: int, actual_version: int | None) -> None:
+    def __init__(
+        self, batch_id: str, *, expected_version: int, actual_version: int | None,
+        kind: str = "batch",
+    ) -> None:
         self.batch_id = batch_id
+        self.kind = kind
         self.expected_version = expected_version
         self.actual_version = actual_version
         super().__init__(
-            f"batch {batch_id}: stale write (expected version {expected_version}, "
+            f"{kind} {batch_id}: stale write (expected version {expected_version}, "
             f"store has {actual_version})"
         )
 

@@ -1,0 +1,99 @@
+"""Choosing a store from one URL string (``--store``, ``BATCHFSM_STORE``).
+
+=====================================  ==============================================
+``sqlite:///relative/path.db``         a file relative to the working directory
+``sqlite:////absolute/path.db``        an absolute path (four slashes)
+``sqlite://:memory:``                  a private in-memory SQLite database
+``memory://``                          :class:`MemoryJobStore`, dicts in this process
+``dynamodb://TABLE?region=R&...``      :class:`DynamoDBJobStore` (needs ``batchfsm[aws]``)
+=====================================  ==============================================
+
+The default is ``sqlite:///batchfsm.db``: a file named ``batchfsm.db`` in the working
+directory of the process, so two commands run from the same directory share it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from batchfsm.errors import StoreURLError
+from batchfsm.persistence.base import JobStore
+from batchfsm.persistence.memory import MemoryJobStore
+from batchfsm.persistence.sqlite import SQLiteJobStore
+
+STORE_ENV = "BATCHFSM_STORE"
+DEFAULT_STORE_URL = "sqlite:///batchfsm.db"
+
+_SCHEMES = ("sqlite", "memory", "dynamodb")
+
+
+def default_store_url() -> str:
+    """``$BATCHFSM_STORE`` if set and not blank, else ``sqlite:///batchfsm.db`` (a file in
+    the working directory)."""
+    value = os.environ.get(STORE_ENV, "").strip()
+    return value or DEFAULT_STORE_URL
+
+
+def open_store(url: str | None = None) -> JobStore:
+    """The store a URL names (``None``: :func:`default_store_url`).
+
+    Opening does no I/O for the embedded stores: SQLite creates and migrates its file on
+    first use. An unknown scheme or a malformed URL raises StoreURLError naming the URL,
+    with any password removed.
+    """
+    url = default_store_url() if url is None else url.strip()
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _SCHEMES:
+        known = ", ".join(f"{s}://" for s in _SCHEMES)
+        raise StoreURLError(f"store URL {redact_url(url)!r} names no known store (use {known})")
+    if scheme == "memory":
+        if rest.strip("/"):
+            raise StoreURLError(f"store URL {redact_url(url)!r}: memory:// takes no path")
+        return MemoryJobStore()
+    if scheme == "sqlite":
+        return SQLiteJobStore(sqlite_path(url))
+    # Imported here only: boto3 is an optional dependency (batchfsm[aws]).
+    from batchfsm.persistence.dynamodb import DynamoDBJobStore
+
+    return DynamoDBJobStore.from_url(url)
+
+
+def sqlite_path(url: str) -> str:
+    """The database path in a ``sqlite://`` URL (SQLAlchemy's spelling).
+
+    ``sqlite:///a/b.db`` is relative (``a/b.db``), ``sqlite:////a/b.db`` absolute
+    (``/a/b.db``); ``sqlite://:memory:`` and ``sqlite:///:memory:`` are in memory.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() != "sqlite" or not sep:
+        raise StoreURLError(f"store URL {redact_url(url)!r} is not a sqlite:// URL")
+    if rest in (":memory:", "/:memory:"):
+        return ":memory:"
+    if not rest.startswith("/"):
+        raise StoreURLError(
+            f"store URL {redact_url(url)!r}: a host is not allowed; write sqlite:///relative.db "
+            "or sqlite:////absolute/path.db"
+        )
+    path = rest[1:].split("?", 1)[0]
+    if not path:
+        raise StoreURLError(f"store URL {redact_url(url)!r} names no database file")
+    return path
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to print or log).
+
+    Plain string surgery rather than ``urlsplit``: it must work on URLs too broken to
+    parse, since those are exactly the ones that end up in error messages.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    userinfo, at, host = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}{tail}"
