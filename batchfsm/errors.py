@@ -94,7 +94,11 @@ class StaleJobError(StoreError):
     """Another writer committed first; reload and re-apply, never overwrite."""
 
     def __init__(
-        self, batch_id: str, *, expected_version: int, actual_version: int | None,
+        self,
+        batch_id: str,
+        *,
+        expected_version: int,
+        actual_version: int | None,
         kind: str = "batch",
     ) -> None:
         self.batch_id = batch_id

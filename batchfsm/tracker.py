@@ -195,8 +195,7 @@ class Tracker:
         for _ in range(MAX_CONFLICT_RETRIES):
             record = self.store.load(batch_id)
             fresh = [k for k in ctx.raised if k not in record.alerts]
-            notes = [n for n in ctx.notes
-                     if n.name != "alert" or n.detail.get("key") in fresh]
+            notes = [n for n in ctx.notes if n.name != "alert" or n.detail.get("key") in fresh]
             if not notes:
                 return
             updated = record.model_copy(update={"alerts": record.alerts + tuple(fresh)})

@@ -50,8 +50,12 @@ class EffectContext:
         if key in self.record.alerts or key in self.raised:
             return False
         self.raised.append(key)
-        logger.warning("batch %s: %s", self.record.batch_id, message,
-                       extra={"batch_id": self.record.batch_id, "alert": key})
+        logger.warning(
+            "batch %s: %s",
+            self.record.batch_id,
+            message,
+            extra={"batch_id": self.record.batch_id, "alert": key},
+        )
         self.note("alert", key=key, message=message, **detail)
         return True
 
