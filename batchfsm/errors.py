@@ -128,10 +128,17 @@ class GatewayError(BatchFSMError):
     """The OpenAI API (or a compatible server) failed."""
 
     def __init__(
-        self, message: str, *, batch_id: str | None = None, status_code: int | None = None
+        self,
+        message: str,
+        *,
+        batch_id: str | None = None,
+        status_code: int | None = None,
+        code: str | None = None,
     ) -> None:
         self.batch_id = batch_id
         self.status_code = status_code
+        self.code = code
+        """The API's own error code (e.g. ``duplicate_custom_id``), when it gave one."""
         super().__init__(message)
 
 

@@ -1,0 +1,346 @@
+"""The one door to the Batch API: the only module that imports ``openai``.
+
+:class:`OpenAIGateway` wraps an ``openai.OpenAI`` client (so the same code runs against
+OpenAI, OpenAI-compatible gateways and the local sandbox, picked by ``OPENAI_BASE_URL``)
+and adds what a poller needs from it:
+
+* **Its own retries**, with full-jitter exponential backoff (delay drawn uniformly from
+  ``[0, min(cap, base * 2**n)]``) on 429, 5xx, timeouts and connection errors, honouring
+  ``Retry-After``/``retry-after-ms`` up to ``retry_after_cap``. Any other 4xx is final at
+  once. The client's own retries are switched off (``max_retries=0``) so the two never
+  multiply. ``create`` is not idempotent, so it retries only failures that prove the
+  batch was not created (429, or a connection that never opened); after an ambiguous
+  failure (5xx, timeout, dropped connection) the caller reconciles through the intent id
+  it put in ``metadata`` (see :meth:`OpenAIGateway.iter_batches`).
+* **One translation boundary** (:func:`_translate`): SDK and transport errors become
+  :class:`~batchfsm.errors.BatchNotFoundError` (404), :class:`RateLimitedError` (429
+  after retries), :class:`GatewayUnavailableError` (5xx/timeouts/connection after
+  retries) or :class:`GatewayError` (other 4xx), keeping the status code and the API's
+  message. The API key never reaches a message or a log record: it is scrubbed from the
+  API's text, and the SDK exception is not chained when its text contains it.
+* **One snapshot per call**: ``retrieve`` makes one HTTP request (barring retries) and
+  returns a :class:`~batchfsm.fsm.models.BatchSnapshot` with the raw status string.
+* **Safe downloads**: result files stream to a temporary file beside the destination and
+  are renamed into place only when complete, so a broken download leaves nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import random
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar, cast
+
+import httpx2
+import openai
+
+from batchfsm.errors import (
+    BatchNotFoundError,
+    GatewayError,
+    GatewayUnavailableError,
+    RateLimitedError,
+)
+from batchfsm.fsm.models import BatchSnapshot
+
+__all__ = ["OpenAIGateway"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DOWNLOAD_CHUNK = 1024 * 1024
+_KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*]{4,}")
+
+
+class OpenAIGateway:
+    """Batch and file operations with retries and typed errors.
+
+    Parameters
+    ----------
+    client:
+        An ``openai.OpenAI`` client; a copy with ``max_retries=0`` is used.
+    max_attempts:
+        Tries per operation, the first included.
+    backoff_base, backoff_cap:
+        Full-jitter backoff: the n-th retry sleeps ``uniform(0, min(cap, base * 2**n))``.
+    retry_after_cap:
+        A server's ``Retry-After`` is obeyed up to this many seconds.
+    sleep, rng:
+        Injected so tests can see the delays without waiting.
+    """
+
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        *,
+        max_attempts: int = 5,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        retry_after_cap: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._client = client.with_options(max_retries=0) if client.max_retries else client
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.retry_after_cap = retry_after_cap
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        key = getattr(client, "api_key", None)
+        self._secret = key if isinstance(key, str) and key else None
+
+    @classmethod
+    def from_env(cls, **options: Any) -> OpenAIGateway:
+        """A gateway on ``openai.OpenAI()``, which reads ``OPENAI_API_KEY`` and
+        ``OPENAI_BASE_URL`` itself; ``options`` go to the gateway."""
+        return cls(openai.OpenAI(max_retries=0), **options)
+
+    # -- batches --------------------------------------------------------------------------
+
+    def retrieve(self, batch_id: str) -> BatchSnapshot:
+        """One ``GET /batches/{id}``; an unknown status string passes through as is."""
+        batch = self._call(
+            "retrieve",
+            f"batch {batch_id}",
+            lambda: self._client.batches.retrieve(batch_id),
+            batch_id=batch_id,
+        )
+        return BatchSnapshot.from_api(batch)
+
+    def create(
+        self, input_file_id: str, endpoint: str, metadata: Mapping[str, str] | None = None
+    ) -> BatchSnapshot:
+        """Create a batch (24 h window). Retried only when it surely was not created."""
+        batch = self._call(
+            "create",
+            f"batch from {input_file_id}",
+            lambda: self._client.batches.create(
+                input_file_id=input_file_id,
+                endpoint=cast(Any, endpoint),
+                completion_window="24h",
+                metadata=dict(metadata) if metadata is not None else None,
+            ),
+            idempotent=False,
+        )
+        return BatchSnapshot.from_api(batch)
+
+    def cancel(self, batch_id: str) -> BatchSnapshot:
+        """Ask to cancel; the returned snapshot is usually ``cancelling``."""
+        batch = self._call(
+            "cancel",
+            f"batch {batch_id}",
+            lambda: self._client.batches.cancel(batch_id),
+            batch_id=batch_id,
+        )
+        return BatchSnapshot.from_api(batch)
+
+    def iter_batches(self, limit: int = 100) -> Iterator[BatchSnapshot]:
+        """Every batch of the organisation, newest first, one page (retried) at a time.
+
+        Used to reconcile submit intents: find the batch whose ``metadata`` carries an
+        intent id after a crash between ``create`` and recording its result.
+        """
+        after: str | None = None
+        while True:
+            page = self._call(
+                "list",
+                "batches" + (f" after {after}" if after else ""),
+                functools.partial(
+                    self._client.batches.list, limit=limit, after=after or openai.omit
+                ),
+            )
+            for batch in page.data:
+                yield BatchSnapshot.from_api(batch)
+            if not page.data or page.has_more is False:
+                return
+            after = page.data[-1].id
+
+    # -- files ----------------------------------------------------------------------------
+
+    def upload(self, path: Path) -> str:
+        """Upload a JSONL input file with ``purpose="batch"``, streamed from disk."""
+        path = Path(path)
+
+        def attempt() -> str:
+            with path.open("rb") as fh:
+                return self._client.files.create(file=(path.name, fh), purpose="batch").id
+
+        return self._call("upload", f"file {path.name}", attempt)
+
+    def download(self, file_id: str | None, dest: Path) -> Path | None:
+        """Stream a result file to ``dest``; ``None`` (no request) when there is no file.
+
+        ``""`` and ``None`` both mean "no file" (an empty ``error_file_id`` is seen on
+        clean batches). The bytes go to a temporary file beside ``dest``, renamed only
+        once complete; a failed or truncated download leaves no file. 404 raises
+        :class:`~batchfsm.errors.BatchNotFoundError` (the file expired or never existed).
+        """
+        if not file_id:
+            return None
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+
+        def attempt() -> Path:
+            fd, tmp_name = tempfile.mkstemp(
+                dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"
+            )
+            try:
+                with (
+                    os.fdopen(fd, "wb") as fh,
+                    self._client.files.with_streaming_response.content(file_id) as response,
+                ):
+                    for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                        fh.write(chunk)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp_name, dest)
+            finally:
+                Path(tmp_name).unlink(missing_ok=True)
+            return dest
+
+        return self._call("download", f"file {file_id}", attempt)
+
+    # -- retries --------------------------------------------------------------------------
+
+    def _call(
+        self,
+        operation: str,
+        subject: str,
+        fn: Callable[[], T],
+        *,
+        batch_id: str | None = None,
+        idempotent: bool = True,
+    ) -> T:
+        with _translate(operation, subject, batch_id=batch_id, secret=self._secret):
+            attempt = 1
+            while True:
+                try:
+                    return fn()
+                except Exception as exc:
+                    reason = _retry_reason(exc, idempotent=idempotent)
+                    if reason is None or attempt >= self.max_attempts:
+                        raise
+                    delay = self._delay(attempt, exc)
+                    log.warning(
+                        "%s %s failed (%s); retry %d of %d in %.2fs",
+                        operation,
+                        subject,
+                        reason,
+                        attempt,
+                        self.max_attempts - 1,
+                        delay,
+                    )
+                    self._sleep(delay)
+                    attempt += 1
+
+    def _delay(self, attempt: int, exc: Exception) -> float:
+        """Seconds before retry number ``attempt`` (1-based)."""
+        server = _retry_after(exc)
+        if server is not None:
+            return min(server, self.retry_after_cap)
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        return self._rng.uniform(0.0, ceiling)
+
+
+def _retry_reason(exc: Exception, *, idempotent: bool) -> str | None:
+    """Why ``exc`` is worth another try (for the log), or ``None`` if it is final."""
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status == 429:
+            return "HTTP 429"
+        if status >= 500 and idempotent:
+            return f"HTTP {status}"
+        return None
+    if isinstance(exc, openai.APIConnectionError):
+        never_sent = isinstance(exc.__cause__, httpx2.ConnectError | httpx2.ConnectTimeout)
+        if idempotent or never_sent:
+            return type(exc.__cause__ or exc).__name__
+        return None
+    if isinstance(exc, httpx2.TransportError) and idempotent:
+        return type(exc).__name__  # the connection broke while streaming a body
+    return None
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            continue  # an HTTP date: fall back to our own backoff
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    return None
+
+
+@contextmanager
+def _translate(
+    operation: str, subject: str, *, batch_id: str | None, secret: str | None
+) -> Iterator[None]:
+    """Turn SDK and transport errors into the batchfsm gateway errors."""
+    try:
+        yield
+    except openai.APIStatusError as exc:
+        status = exc.status_code
+        text = f"{operation} {subject}: HTTP {status}{_api_detail(exc, secret)}"
+        code = exc.code if isinstance(exc.code, str) else None
+        kind: type[GatewayError] = GatewayError
+        if status == 404:
+            kind = BatchNotFoundError
+        elif status == 429:
+            kind = RateLimitedError
+        elif status >= 500:
+            kind = GatewayUnavailableError
+        _raise(kind(text, batch_id=batch_id, status_code=status, code=code), exc, secret)
+    except openai.APIConnectionError as exc:
+        cause = type(exc.__cause__ or exc).__name__
+        text = f"{operation} {subject}: cannot reach the API ({cause})"
+        _raise(GatewayUnavailableError(text, batch_id=batch_id), exc, secret)
+    except httpx2.TransportError as exc:
+        text = f"{operation} {subject}: connection broke ({type(exc).__name__})"
+        _raise(GatewayUnavailableError(text, batch_id=batch_id), exc, secret)
+    except openai.APIError as exc:
+        text = f"{operation} {subject}: unexpected answer ({_scrub(exc.message, secret)})"
+        _raise(GatewayError(text, batch_id=batch_id), exc, secret)
+
+
+def _api_detail(exc: openai.APIStatusError, secret: str | None) -> str:
+    """`` (code): message`` from the API's error body, scrubbed of the key."""
+    body = exc.body
+    message = body.get("message") if isinstance(body, dict) else None
+    code = exc.code or exc.type
+    detail = f" ({code})" if code else ""
+    if isinstance(message, str) and message:
+        detail += f": {message}"
+    return _scrub(detail, secret)
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    if secret:
+        text = text.replace(secret, "***")
+    return _KEY_PATTERN.sub("sk-***", text)
+
+
+def _raise(error: GatewayError, exc: BaseException, secret: str | None) -> NoReturn:
+    """Raise ``error`` chained to ``exc``, unless ``exc``'s own text carries the key."""
+    leaks = secret is not None and secret in f"{exc} {getattr(exc, 'body', '')}"
+    if leaks or _KEY_PATTERN.search(str(exc)):
+        raise error from None
+    raise error from exc

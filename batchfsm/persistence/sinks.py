@@ -1,0 +1,229 @@
+"""Where the results of succeeded requests go, delivered exactly once per batch.
+
+The unit of delivery is one batch of one job: ``write_batch(job_id, batch_id, results)``
+either publishes every result of that batch or nothing, and publishing the same batch a
+second time (a crash and re-run, a duplicate webhook, a second poller racing the first)
+writes nothing and returns 0. Callers may ask :meth:`ResultSink.has` first to skip
+downloading and parsing a batch that is already delivered.
+
+:class:`DirectorySink` layout::
+
+    <root>/<job_id>/<batch_id>.jsonl          successes only, one line per custom_id:
+                                              {"custom_id", "batch_id", "response": <body>}
+    <root>.quarantine/<job_id>/<batch_id>.jsonl   lines kept aside for a human (malformed,
+                                              unparseable), written by quarantine()
+
+So ``<root>/**/*.jsonl`` is successes and nothing else; the quarantine sits in a sibling
+directory (override with ``quarantine_dir``). Guarantees:
+
+* **Atomic**: lines go to a hidden temporary file in the job directory, which is fsynced
+  and then published under its final name in one step. If ``results`` raises midway,
+  the temporary file is removed: no partial file, nothing listed.
+* **Exactly once**: the final name is claimed with ``os.link``, which fails if the name
+  exists, so of two concurrent writers exactly one publishes and the other discards its
+  copy (returns 0). On a filesystem without hard links it falls back to ``os.replace``:
+  still atomic, and a racing writer replaces the file with identical content.
+* **Streaming**: ``results`` is consumed once, line by line; bodies are written as the
+  raw JSON bytes given (``LineOutcome.body``) and never re-serialised. A custom_id seen
+  twice in one batch is written once (the first).
+* An empty batch still publishes an empty file, so ``has`` says it was delivered.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple, Protocol, runtime_checkable
+
+import orjson
+
+__all__ = ["DirectorySink", "MemorySink", "QuarantinedLine", "ResultSink"]
+
+
+class QuarantinedLine(NamedTuple):
+    """A result-file line that could not be used, kept verbatim for inspection."""
+
+    source: str
+    """Which file it came from, e.g. ``"output"`` or ``"error"``."""
+    line: int
+    raw: bytes
+    reason: str
+
+
+@runtime_checkable
+class ResultSink(Protocol):
+    """Receives the successful results of each batch, exactly once per (job, batch)."""
+
+    def has(self, job_id: str, batch_id: str) -> bool:
+        """Whether this batch's results were already delivered."""
+
+    def write_batch(self, job_id: str, batch_id: str, results: Iterable[tuple[str, bytes]]) -> int:
+        """Publish ``(custom_id, raw JSON body)`` pairs atomically; returns the lines
+        written, 0 if the batch was already delivered."""
+
+    def quarantine(self, job_id: str, batch_id: str, lines: Iterable[QuarantinedLine]) -> int:
+        """Keep unusable lines aside (not with the results); same once-only rule."""
+
+
+def _result_line(custom_id: str, batch_id: str, body: bytes) -> bytes:
+    if b"\n" in body:  # pretty-printed JSON would break the JSONL framing
+        body = orjson.dumps(orjson.loads(body))
+    return b"".join((
+        b'{"custom_id":', orjson.dumps(custom_id),
+        b',"batch_id":', orjson.dumps(batch_id),
+        b',"response":', body, b"}\n",
+    ))  # fmt: skip
+
+
+def _quarantine_line(job_id: str, batch_id: str, item: QuarantinedLine) -> bytes:
+    return orjson.dumps({
+        "job_id": job_id,
+        "batch_id": batch_id,
+        "source": item.source,
+        "line": item.line,
+        "reason": item.reason,
+        "raw": item.raw.decode(errors="replace"),
+    }) + b"\n"  # fmt: skip
+
+
+def _unique(results: Iterable[tuple[str, bytes]], batch_id: str) -> Iterator[bytes]:
+    seen: set[str] = set()
+    for custom_id, body in results:
+        if custom_id in seen:
+            continue
+        seen.add(custom_id)
+        yield _result_line(custom_id, batch_id, body)
+
+
+def _check_name(kind: str, value: str) -> None:
+    """Ids become path components: refuse anything that could escape the directory."""
+    if (
+        not value
+        or value in {".", ".."}
+        or any(c in value for c in "/\\\0")
+        or value.startswith(".")
+    ):
+        raise ValueError(f"{kind} {value!r} cannot be used as a file name")
+
+
+class DirectorySink:
+    """JSONL files of successes under ``root``; see the module docstring for the rules."""
+
+    def __init__(self, root: Path, *, quarantine_dir: Path | None = None) -> None:
+        self.root = Path(root)
+        self.quarantine_dir = (
+            Path(quarantine_dir)
+            if quarantine_dir is not None
+            else self.root.with_name(self.root.name + ".quarantine")
+        )
+
+    def path_for(self, job_id: str, batch_id: str) -> Path:
+        _check_name("job_id", job_id)
+        _check_name("batch_id", batch_id)
+        return self.root / job_id / f"{batch_id}.jsonl"
+
+    def has(self, job_id: str, batch_id: str) -> bool:
+        return self.path_for(job_id, batch_id).exists()
+
+    def write_batch(self, job_id: str, batch_id: str, results: Iterable[tuple[str, bytes]]) -> int:
+        dest = self.path_for(job_id, batch_id)
+        if dest.exists():
+            return 0
+        return _publish(dest, _unique(results, batch_id))
+
+    def quarantine(self, job_id: str, batch_id: str, lines: Iterable[QuarantinedLine]) -> int:
+        _check_name("job_id", job_id)
+        _check_name("batch_id", batch_id)
+        dest = self.quarantine_dir / job_id / f"{batch_id}.jsonl"
+        if dest.exists():
+            return 0
+        return _publish(dest, (_quarantine_line(job_id, batch_id, item) for item in lines))
+
+    def batches(self, job_id: str) -> list[str]:
+        """Batch ids delivered for ``job_id``, sorted."""
+        _check_name("job_id", job_id)
+        return sorted(p.stem for p in (self.root / job_id).glob("*.jsonl"))
+
+    def read_batch(self, job_id: str, batch_id: str) -> Iterator[tuple[str, bytes]]:
+        """Stream back ``(custom_id, raw body)`` of a delivered batch."""
+        with self.path_for(job_id, batch_id).open("rb") as fh:
+            for raw in fh:
+                row = orjson.loads(raw)
+                yield row["custom_id"], orjson.dumps(row["response"])
+
+
+def _publish(dest: Path, lines: Iterable[bytes]) -> int:
+    """Write ``lines`` to a temp file, then claim ``dest`` only if it does not exist."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    count = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for data in lines:
+                fh.write(data)
+                count += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            return 0  # another writer published this batch first
+        except OSError as exc:
+            if exc.errno not in {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV}:
+                raise
+            if dest.exists():
+                return 0
+            os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+        return count
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class MemorySink:
+    """In-memory sink with the same once-only, all-or-nothing rules (tests, dry runs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.results: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+        self.quarantined: dict[tuple[str, str], list[QuarantinedLine]] = {}
+
+    def has(self, job_id: str, batch_id: str) -> bool:
+        with self._lock:
+            return (job_id, batch_id) in self.results
+
+    def write_batch(self, job_id: str, batch_id: str, results: Iterable[tuple[str, bytes]]) -> int:
+        if self.has(job_id, batch_id):
+            return 0
+        seen: set[str] = set()
+        rows: list[tuple[str, bytes]] = []
+        for custom_id, body in results:
+            if custom_id not in seen:
+                seen.add(custom_id)
+                rows.append((custom_id, bytes(body)))
+        with self._lock:
+            if (job_id, batch_id) in self.results:
+                return 0
+            self.results[(job_id, batch_id)] = rows
+        return len(rows)
+
+    def quarantine(self, job_id: str, batch_id: str, lines: Iterable[QuarantinedLine]) -> int:
+        items = list(lines)
+        with self._lock:
+            if (job_id, batch_id) in self.quarantined:
+                return 0
+            self.quarantined[(job_id, batch_id)] = items
+        return len(items)
