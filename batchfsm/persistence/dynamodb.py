@@ -1,0 +1,465 @@
+"""DynamoDBJobStore: the store for several pollers on several hosts.
+
+One table (layout in :mod:`batchfsm.persistence.dynamodb_layout`, access patterns in
+``docs/dynamodb.md``). Every state change is one conditional write on ``version``; a
+commit that also appends history is one ``TransactWriteItems`` of two actions. Calls,
+retries and error translation live in :mod:`batchfsm.persistence.dynamodb_calls`.
+
+boto3 is imported here only, and only when :meth:`DynamoDBJobStore.from_url` builds a
+client or :meth:`DynamoDBJobStore.init` waits for a table, never at import time.
+
+>>> store = DynamoDBJobStore.from_url("dynamodb://batchfsm?region=eu-west-1")  # doctest: +SKIP
+>>> store.init()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from batchfsm.errors import (
+    DuplicateJobError,
+    JobNotFoundError,
+    StaleJobError,
+    StoreError,
+    StoreNotInitialisedError,
+    StoreURLError,
+)
+from batchfsm.persistence import dynamodb_layout as L
+from batchfsm.persistence.base import BaseJobStore
+from batchfsm.persistence.dynamodb_calls import ConflictHandler, DynamoCalls, RetryPolicy
+from batchfsm.persistence.dynamodb_ledger import count_ledger, put_ledger, scan_ledger
+from batchfsm.persistence.items import (
+    BatchItem,
+    IntentItem,
+    JobItem,
+    LedgerItem,
+    LedgerWrite,
+)
+from batchfsm.ports import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+logger = logging.getLogger(__name__)
+
+_URL_PARAMS = frozenset({"region", "endpoint_url", "ttl_days"})
+_NOT_EXPIRED = "(attribute_not_exists(#exp) OR #exp > :now)"
+
+
+class DynamoDBJobStore(BaseJobStore):
+    """A :class:`~batchfsm.persistence.base.JobStore` on one DynamoDB table.
+
+    Parameters
+    ----------
+    client:
+        A low-level ``boto3`` DynamoDB client; the store never builds one itself here
+        (use :meth:`from_url` for that), so tests and Lambda handlers inject theirs.
+    table:
+        The table name; :meth:`init` creates it.
+    ttl_days:
+        Keep finished batches (nothing owed, no more polling) and their history this many
+        days, then let DynamoDB's TTL delete them. ``None`` (the default) keeps them.
+    clock, retry, sleep:
+        Where "now" comes from (TTL), and the backoff on throttling.
+    """
+
+    ledger_group_atomic = False
+    """A ``save_ledger`` group is atomic per transaction of at most 100 actions; a bigger
+    group is written as several transactions, each atomic, in order."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        *,
+        ttl_days: float | None = None,
+        clock: Clock | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        url: str | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        if not table:
+            raise ValueError("DynamoDBJobStore needs a table name")
+        if ttl_days is not None and ttl_days <= 0:
+            raise ValueError(f"ttl_days must be positive, got {ttl_days}")
+        self.table = table
+        self.ttl_days = ttl_days
+        self.url = url or f"dynamodb://{table}"
+        self._calls = DynamoCalls(client, table, retry=retry, sleep=sleep)
+        self._clock = clock or SystemClock()
+        self._owns_client = owns_client
+        self._closed = False
+        self._marked_jobs: set[str] = set()
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Clock | None = None) -> DynamoDBJobStore:
+        """``dynamodb://TABLE?region=R&endpoint_url=URL&ttl_days=N`` (all optional but
+        the table). Credentials come from boto3's usual chain, never from the URL; region
+        and endpoint default to boto3's settings (``AWS_REGION``,
+        ``AWS_ENDPOINT_URL_DYNAMODB``...)."""
+        parts = urlsplit(url)
+        if parts.scheme != "dynamodb" or not parts.netloc or "@" in parts.netloc:
+            raise StoreURLError(f"not a dynamodb://TABLE URL: {_redacted(url)}")
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = set(params) - _URL_PARAMS
+        if unknown:
+            raise StoreURLError(
+                f"dynamodb:// URL: unknown parameter(s) {sorted(unknown)}; "
+                f"known: {sorted(_URL_PARAMS)}"
+            )
+        try:
+            ttl_days = float(params["ttl_days"]) if params.get("ttl_days") else None
+        except ValueError as exc:
+            raise StoreURLError(
+                f"dynamodb:// URL: ttl_days={params['ttl_days']!r} is not a number"
+            ) from exc
+        import boto3
+        from botocore.config import Config
+
+        # All retries are ours (backoff with jitter in DynamoCalls), so botocore's are off.
+        client = boto3.session.Session().client(
+            "dynamodb",
+            region_name=params.get("region") or None,
+            endpoint_url=params.get("endpoint_url") or None,
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": 1},
+                connect_timeout=5,
+                read_timeout=20,
+            ),
+        )
+        return cls(
+            client,
+            parts.netloc,
+            ttl_days=ttl_days,
+            clock=clock,
+            url=_redacted(url),
+            owns_client=True,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def init(self) -> None:
+        """Create the table with its indexes and enable TTL; does nothing if both exist."""
+        calls = self._open()
+        try:
+            described = calls.call("describe_table", TableName=self.table)["Table"]
+        except StoreError as exc:
+            if not isinstance(exc, StoreNotInitialisedError):
+                raise
+            calls.call("create_table", **L.table_definition(self.table))
+            described = {}
+        if described:
+            have = {i["IndexName"] for i in described.get("GlobalSecondaryIndexes", [])}
+            missing = {L.CATALOG_INDEX, L.ATTENTION_INDEX, L.LEDGER_BATCH_INDEX} - have
+            if missing:
+                raise StoreError(
+                    f"DynamoDB table {self.table!r} exists but lacks the "
+                    f"index(es) {sorted(missing)}: it is not a batchfsm table"
+                )
+        self._wait_active()
+        ttl = calls.call("describe_time_to_live", TableName=self.table)
+        if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            calls.call(
+                "update_time_to_live",
+                TableName=self.table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": L.TTL_ATTRIBUTE},
+            )
+
+    def _wait_active(self) -> None:
+        with self._calls.translated("waiting for the table"):
+            waiter = self._calls.client.get_waiter("table_exists")
+            waiter.wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+
+    def close(self) -> None:
+        if not self._closed and self._owns_client:
+            self._calls.client.close()
+        self._closed = True
+
+    def _open(self) -> DynamoCalls:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        return self._calls
+
+    # -- helpers -------------------------------------------------------------------------
+    def _now(self) -> int:
+        return int(self._clock.now().timestamp())
+
+    def _expires_at(self, item: BatchItem) -> int | None:
+        """When a finished batch may be deleted; None while it is not finished."""
+        if self.ttl_days is None or item.needs_attention:
+            return None
+        return self._now() + int(self.ttl_days * 86400)
+
+    def _live(self, item: Mapping[str, Any]) -> bool:
+        """False for an item past its TTL: DynamoDB deletes them late (moto never)."""
+        expires = item.get(L.TTL_ATTRIBUTE)
+        return expires is None or int(expires["N"]) > self._now()
+
+    def _next_seq(self) -> int:
+        """A table-wide creation counter: the order every listing promises."""
+        answer = self._open().call(
+            "update_item",
+            TableName=self.table,
+            Key=L.SEQUENCE_KEY,
+            UpdateExpression="ADD #n :one",
+            ExpressionAttributeNames={"#n": "n"},
+            ExpressionAttributeValues={":one": L.n(1)},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(answer["Attributes"]["n"]["N"])
+
+    def _absent_or_expired(self) -> tuple[str, dict[str, str], dict[str, Any]]:
+        return (
+            "attribute_not_exists(#pk) OR (attribute_exists(#exp) AND #exp <= :now)",
+            {"#pk": L.PK, "#exp": L.TTL_ATTRIBUTE},
+            {":now": L.n(self._now())},
+        )
+
+    # -- batches -------------------------------------------------------------------------
+    def _insert_batch(self, item: BatchItem, history: Sequence[str]) -> None:
+        expires = self._expires_at(item)
+        stored = L.batch_to_item(item, seq=self._next_seq(), expires_at=expires)
+        put = L.with_condition(
+            {"TableName": self.table, "Item": stored}, *self._absent_or_expired()
+        )
+        conflict: ConflictHandler = lambda _old, _i: DuplicateJobError(item.batch_id)  # noqa: E731
+        if not history:
+            self._open().call("put_item", conflict, **put)
+            return
+        group = L.history_to_item(item.batch_id, item.version, history, expires_at=expires)
+        self._open().transact(
+            [{"Put": put}, {"Put": {"TableName": self.table, "Item": group}}], conflict
+        )
+
+    def _get_batch(self, batch_id: str) -> BatchItem | None:
+        answer = self._open().call(
+            "get_item", TableName=self.table, Key=L.batch_key(batch_id), ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return L.item_to_batch(item) if item and self._live(item) else None
+
+    def _swap_batch(
+        self, item: BatchItem, *, expected_version: int, history: Sequence[str]
+    ) -> None:
+        expires = self._expires_at(item)
+        update = L.with_condition(
+            {
+                "TableName": self.table,
+                **L.update_request(
+                    L.batch_to_item(item, seq=None, expires_at=expires),
+                    remove=L.BATCH_OPTIONAL_ATTRIBUTES,
+                ),
+            },
+            "#cv = :expected",
+            {"#cv": "version"},
+            {":expected": L.n(expected_version)},
+        )
+        update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+
+        def conflict(old: Mapping[str, Any] | None, _index: int | None) -> StoreError:
+            if old is None or "version" not in old:
+                return JobNotFoundError(item.batch_id)
+            return StaleJobError(
+                item.batch_id,
+                expected_version=expected_version,
+                actual_version=int(old["version"]["N"]),
+            )
+
+        if history:
+            # Unconditional: the version check above decides. A group left over from an
+            # expired, re-tracked batch id (TTL deletes late) is simply overwritten.
+            group = L.history_to_item(item.batch_id, item.version, history, expires_at=expires)
+            put = {"TableName": self.table, "Item": group}
+            self._open().transact([{"Update": update}, {"Put": put}], conflict)
+        else:
+            self._open().call("update_item", conflict, **update)
+        if expires is not None:
+            self._expire_history(item.batch_id, expires)
+
+    def _expire_history(self, batch_id: str, expires: int) -> None:
+        """Stamp the TTL on the history groups written before the batch finished.
+
+        Best effort and idempotent (groups never change once written): if it fails, the
+        commit has still happened, and the groups merely outlive the record.
+        """
+        try:
+            groups = [
+                {**g, L.TTL_ATTRIBUTE: L.n(expires)}
+                for g in self._history_items(batch_id)
+                if L.TTL_ATTRIBUTE not in g
+            ]
+            self._open().batch_write(groups)
+        except StoreError:
+            logger.warning(
+                "batch %s: could not set the TTL on its history; it will outlive the record",
+                batch_id,
+                exc_info=True,
+                extra={"batch_id": batch_id},
+            )
+
+    def _history_items(self, batch_id: str) -> Iterator[dict[str, Any]]:
+        yield from self._open().query(
+            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :h)",
+            ExpressionAttributeNames={"#pk": L.PK, "#sk": L.SK},
+            ExpressionAttributeValues={":pk": L.s(f"B#{batch_id}"), ":h": L.s(L.HISTORY_PREFIX)},
+            ConsistentRead=True,
+        )
+
+    def _get_history(self, batch_id: str) -> list[str] | None:
+        # One query reads the record ("#" sorts first) and every history group after it.
+        items = list(
+            self._open().query(
+                KeyConditionExpression="#pk = :pk",
+                ExpressionAttributeNames={"#pk": L.PK},
+                ExpressionAttributeValues={":pk": L.s(f"B#{batch_id}")},
+                ConsistentRead=True,
+            )
+        )
+        if not items or items[0]["sk"]["S"] != L.RECORD_SK or not self._live(items[0]):
+            return None
+        return [
+            entry["S"]
+            for group in items[1:]
+            if group["sk"]["S"].startswith(L.HISTORY_PREFIX) and self._live(group)
+            for entry in group["entries"]["L"]
+        ]
+
+    def _scan_batches(self, *, job_id: str | None, attention_only: bool) -> list[BatchItem]:
+        index, key = (
+            (L.ATTENTION_INDEX, "attention") if attention_only else (L.CATALOG_INDEX, "catalog")
+        )
+        request: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :batch",
+            "ExpressionAttributeNames": {"#k": key},
+            "ExpressionAttributeValues": {":batch": L.s("batch")},
+        }
+        if job_id is not None:
+            request["FilterExpression"] = "#job = :job"
+            request["ExpressionAttributeNames"]["#job"] = "job_id"
+            request["ExpressionAttributeValues"][":job"] = L.s(job_id)
+        return [L.item_to_batch(i) for i in self._open().query(**request) if self._live(i)]
+
+    # -- jobs and intents ----------------------------------------------------------------
+    def _insert_job(self, item: JobItem) -> None:
+        put = L.with_condition(
+            {"TableName": self.table, "Item": L.job_to_item(item, seq=self._next_seq())},
+            "attribute_not_exists(#pk)",
+            {"#pk": L.PK},
+            {},
+        )
+        self._open().call("put_item", lambda _o, _i: DuplicateJobError(item.job_id), **put)
+
+    def _get_job(self, job_id: str) -> JobItem | None:
+        answer = self._open().call(
+            "get_item", TableName=self.table, Key=L.job_key(job_id), ConsistentRead=True
+        )
+        return L.item_to_job(answer["Item"]) if "Item" in answer else None
+
+    def _scan_jobs(self) -> list[JobItem]:
+        return [L.item_to_job(i) for i in self._catalog("job")]
+
+    def _catalog(self, kind: str, **extra: Any) -> Iterator[dict[str, Any]]:
+        names = {"#c": "catalog", **extra.pop("names", {})}
+        values = {":c": L.s(kind), **extra.pop("values", {})}
+        yield from self._open().query(
+            IndexName=L.CATALOG_INDEX,
+            KeyConditionExpression="#c = :c",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            **extra,
+        )
+
+    def _put_intent(self, item: IntentItem, *, expected_version: int) -> None:
+        def conflict(old: Mapping[str, Any] | None, _index: int | None) -> StoreError:
+            actual = int(old["version"]["N"]) if old and "version" in old else None
+            return StaleJobError(
+                item.intent_id, expected_version=expected_version, actual_version=actual
+            )
+
+        if expected_version == 0:
+            request = L.with_condition(
+                {"TableName": self.table, "Item": L.intent_to_item(item, seq=self._next_seq())},
+                "attribute_not_exists(#pk)",
+                {"#pk": L.PK},
+                {},
+            )
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+            self._open().call("put_item", conflict, **request)
+            return
+        stored = L.intent_to_item(item, seq=0)
+        del stored["seq"], stored["catalog"]  # an update keeps the creation order
+        request = L.with_condition(
+            {"TableName": self.table, **L.update_request(stored)},
+            "#cv = :expected",
+            {"#cv": "version"},
+            {":expected": L.n(expected_version)},
+        )
+        request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        self._open().call("update_item", conflict, **request)
+
+    def _scan_intents(
+        self, *, job_id: str | None, states: frozenset[str] | None
+    ) -> list[IntentItem]:
+        filters: list[str] = []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        if job_id is not None:
+            filters.append("#job = :job")
+            names["#job"], values[":job"] = "job_id", L.s(job_id)
+        if states:
+            names["#state"] = "state"
+            keys = [f":s{i}" for i in range(len(states))]
+            values.update({k: L.s(v) for k, v in zip(keys, sorted(states), strict=True)})
+            filters.append(f"#state IN ({', '.join(keys)})")
+        extra: dict[str, Any] = {"names": names, "values": values}
+        if filters:
+            extra["FilterExpression"] = " AND ".join(filters)
+        return [L.item_to_intent(i) for i in self._catalog("intent", **extra)]
+
+    # -- ledger (in dynamodb_ledger.py) --------------------------------------------------
+    def _put_ledger(self, writes: Sequence[LedgerWrite]) -> None:
+        put_ledger(self._open(), writes, marked_jobs=self._marked_jobs)
+
+    def _get_ledger(self, job_id: str, custom_ids: Sequence[str]) -> list[LedgerItem]:
+        keys = [L.ledger_entry_key(job_id, c) for c in custom_ids]
+        return [L.item_to_ledger(i) for i in self._open().batch_get(keys)]
+
+    def _scan_ledger(
+        self,
+        *,
+        job_id: str | None,
+        batch_id: str | None,
+        state: str | None,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> list[LedgerItem]:
+        return scan_ledger(
+            self._open(), job_id=job_id, batch_id=batch_id, state=state, after=after, limit=limit
+        )
+
+    def _count_ledger(self, job_id: str | None) -> dict[str, int]:
+        return count_ledger(self._open(), job_id)
+
+
+def _redacted(url: str) -> str:
+    """The URL without anything secret-looking (userinfo in the endpoint, unknown keys)."""
+    parts = urlsplit(url)
+    params = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "endpoint_url":
+            inner = urlsplit(value)
+            host = inner.hostname or ""
+            netloc = f"{host}:{inner.port}" if inner.port else host
+            params.append((key, urlunsplit((inner.scheme, netloc, inner.path, "", ""))))
+        else:
+            params.append((key, value if key in _URL_PARAMS else "***"))
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(params, safe=":/"), ""))
+
+
+__all__ = ["DynamoDBJobStore"]
