@@ -29,7 +29,23 @@ _EXPORTS: dict[str, str] = {
     "rulebook": "batchfsm.fsm.engine",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BatchFSMError",
+    "BatchRecord",
+    "BatchSnapshot",
+    "BatchStatus",
+    "FrozenClock",
+    "JobStore",
+    "OpenAIGateway",
+    "PollReport",
+    "ReplayResult",
+    "Rulebook",
+    "Settings",
+    "Tracker",
+    "open_store",
+    "replay",
+    "rulebook",
+]
 
 if TYPE_CHECKING:
     from batchfsm.config import Settings

@@ -19,8 +19,12 @@ from batchfsm.output import print_table
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="run the end-to-end demo (no API key needed)")
-    parser.add_argument("--out", type=Path, default=Path("batchfsm-demo"),
-                        help="where to write the demo's diagram (default ./batchfsm-demo)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("batchfsm-demo"),
+        help="where to write the demo's diagram (default ./batchfsm-demo)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -36,15 +40,27 @@ def run(args: argparse.Namespace) -> int:
             result = replay(list(read_history(path)))
         edges |= {(h.source, h.dest) for h in result.transitions}
         finals.add(result.final_state)
-        rows.append((entry.name, result.final_state.value,
-                     " -> ".join([result.transitions[0].source.value,
-                                  *(h.dest.value + ("*" if h.implied else "")
-                                    for h in result.transitions)])
-                     if result.transitions else "",
-                     len(result.rejected),
-                     ", ".join(f"{e.state.value}:{e.handler}" for e in result.effects)))
-    print_table("replayed example histories (* = implied, never observed)",
-                ["history", "final", "path", "rejected", "effects owed"], rows)
+        rows.append(
+            (
+                entry.name,
+                result.final_state.value,
+                " -> ".join(
+                    [
+                        result.transitions[0].source.value,
+                        *(h.dest.value + ("*" if h.implied else "") for h in result.transitions),
+                    ]
+                )
+                if result.transitions
+                else "",
+                len(result.rejected),
+                ", ".join(f"{e.state.value}:{e.handler}" for e in result.effects),
+            )
+        )
+    print_table(
+        "replayed example histories (* = implied, never observed)",
+        ["history", "final", "path", "rejected", "effects owed"],
+        rows,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "lifecycle.mmd"
     text = render("mermaid", highlight_edges=edges, current_states=finals)

@@ -7,13 +7,12 @@ marked done only after the handler returns, so a crash in between runs it again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-
-import logging
 
 from batchfsm.fsm.models import BatchRecord, EventEntry, OutboxEntry
 from batchfsm.ports import BatchGateway, Clock
