@@ -194,11 +194,10 @@ class Tracker:
         """Commit what a heartbeat handler recorded (alerts are raised once per key)."""
         for _ in range(MAX_CONFLICT_RETRIES):
             record = self.store.load(batch_id)
-            fresh = [k for k in ctx.raised if k not in record.alerts]
-            notes = [n for n in ctx.notes if n.name != "alert" or n.detail.get("key") in fresh]
+            notes, fresh = _fresh_notes(record, ctx)
             if not notes:
                 return
-            updated = record.model_copy(update={"alerts": record.alerts + tuple(fresh)})
+            updated = record.model_copy(update={"alerts": record.alerts + fresh})
             try:
                 self.store.commit(updated, expected_version=record.version, history=notes)
                 return
@@ -235,10 +234,13 @@ class Tracker:
         return self.store.load(batch_id), None
 
     def _finish(
-        self, batch_id: str, key: str, *, error: str | None, notes: list[EventEntry]
+        self, batch_id: str, key: str, *, error: str | None, ctx: EffectContext | None = None
     ) -> BatchRecord:
+        """Release the lease: done on success, owed with its error on failure. Alerts the
+        handler raised are remembered on the record, so a re-run never repeats them."""
         for _ in range(MAX_CONFLICT_RETRIES):
             record = self.store.load(batch_id)
+            notes, fresh = _fresh_notes(record, ctx)
             if error is None:
                 updated = record.with_effect(
                     key, done=True, lease_owner=None, lease_until=None, last_error=None
@@ -247,6 +249,8 @@ class Tracker:
                 updated = record.with_effect(
                     key, lease_owner=None, lease_until=None, last_error=error[:500]
                 )
+            if fresh:
+                updated = updated.model_copy(update={"alerts": record.alerts + fresh})
             try:
                 return self.store.commit(updated, expected_version=record.version, history=notes)
             except StaleJobError:
@@ -262,7 +266,7 @@ class Tracker:
             # An effect nobody can run is a deployment error: keep it owed, say so loudly.
             logger.error("batch %s: no handler registered for %s", batch_id, effect.handler)
             report.effects_failed.append(key)
-            return self._finish(batch_id, key, error=f"no handler {effect.handler!r}", notes=[])
+            return self._finish(batch_id, key, error=f"no handler {effect.handler!r}")
         ctx = self._context(record, effect)
         try:
             handler(ctx)
@@ -274,11 +278,9 @@ class Tracker:
                 extra={"batch_id": batch_id, "effect": key},
             )
             report.effects_failed.append(key)
-            return self._finish(
-                batch_id, key, error=f"{type(exc).__name__}: {exc}", notes=ctx.notes
-            )
+            return self._finish(batch_id, key, error=f"{type(exc).__name__}: {exc}", ctx=ctx)
         report.effects_run.append(key)
-        return self._finish(batch_id, key, error=None, notes=ctx.notes)
+        return self._finish(batch_id, key, error=None, ctx=ctx)
 
     def _mark_lost(self, batch_id: str, exc: GatewayError) -> PollReport:
         for _ in range(MAX_CONFLICT_RETRIES):
@@ -311,3 +313,14 @@ class Tracker:
         if self.on_event is not None:
             self.on_event(report)
         return report
+
+
+def _fresh_notes(
+    record: BatchRecord, ctx: EffectContext | None
+) -> tuple[list[EventEntry], tuple[str, ...]]:
+    """A handler's notes minus alerts the record already carries, and the new alert keys."""
+    if ctx is None:
+        return [], ()
+    fresh = tuple(k for k in dict.fromkeys(ctx.raised) if k not in record.alerts)
+    notes = [n for n in ctx.notes if n.name != "alert" or n.detail.get("key") in fresh]
+    return notes, fresh

@@ -313,3 +313,28 @@ def test_conflicts_that_never_end_surface_as_stale_errors(
         tracker.track(snap("validating"))
         with pytest.raises(StaleJobError):
             tracker.apply("batch_1", snap("in_progress"))
+
+
+def test_alerts_raised_by_an_effect_are_not_repeated_when_it_runs_again(
+    store: SQLiteJobStore,
+    clock: FrozenClock,
+) -> None:
+    runs = []
+
+    def harvest(ctx: EffectContext) -> None:
+        runs.append(ctx.effect.key if ctx.effect else None)
+        ctx.alert("output_file_gone", "the output file is gone")
+        if len(runs) == 1:
+            raise RuntimeError("disk full")
+
+    gw = ScriptedGateway({"batch_1": [snap("completed", completed_at=C + 40)]})
+    tracker = tracker_for(store, gw, clock, {"harvest": harvest})
+    tracker.track(snap("validating"))
+    tracker.observe("batch_1")
+    tracker.poll_once()
+    assert runs == ["completed#harvest", "completed#harvest"]
+    alerts = [
+        e for e in store.history("batch_1") if isinstance(e, EventEntry) and e.name == "alert"
+    ]
+    assert len(alerts) == 1
+    assert store.load("batch_1").alerts == ("output_file_gone",)
