@@ -1,0 +1,204 @@
+"""The poll loop, as a library call: what ``batchfsm poll`` runs, for your own pollers.
+
+One *cycle* is: close open submit intents (only when some are old enough to be
+orphans), poll every batch the store lists as needing attention (one retrieve each,
+apply, commit, run owed effects under a lease: :meth:`Tracker.poll_once`), then, with
+``auto_retry``, send the ledger's ``retry`` items as new batches (queue-full items after
+their backoff). :meth:`Poller.run` repeats cycles with a sleep between them.
+
+"Done" means nothing is left that a poller could move: no batch needs attention (every
+one terminal or lost, with its owed effects run), no submit intent is open, and, only
+with ``auto_retry``, no item waits in ``retry``. Several pollers may run on one store at
+once: the tracker's version checks and leases make each effect run once.
+
+Time comes from an injected :class:`~batchfsm.ports.Clock` and waiting from an injected
+``sleep``, so a test drives a 24-hour run with a :class:`~batchfsm.ports.FrozenClock`::
+
+    clock = FrozenClock()
+    poller = Poller(tracker, clock=clock, sleep=clock.advance)
+    summary = poller.run(until_done=True, interval=60, timeout=26 * 3600)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from batchfsm.errors import GatewayError
+from batchfsm.fsm.models import BatchRecord
+from batchfsm.input_file import Limits
+from batchfsm.intents import ReconcileReport, reconcile_intents
+from batchfsm.records import ItemState
+from batchfsm.retry import Backoff, Waiting, retry_items
+
+if TYPE_CHECKING:
+    from batchfsm.ports import Clock
+    from batchfsm.tracker import PollReport, Tracker
+
+__all__ = ["CycleReport", "PollSummary", "Poller"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did."""
+
+    number: int
+    at: datetime
+    reports: list[PollReport]
+    """One per batch looked at (see :class:`~batchfsm.tracker.PollReport`)."""
+    retried: list[BatchRecord] = field(default_factory=list)
+    """Retry batches created by this cycle (``auto_retry``)."""
+    waiting: list[Waiting] = field(default_factory=list)
+    reconciled: ReconcileReport | None = None
+    errors: list[str] = field(default_factory=list)
+    """API failures the cycle survived (retrieve, retry upload, reconcile)."""
+    open_intents: int = 0
+    retry_items: int = 0
+    attention: int = 0
+    """Batches still needing attention after the cycle."""
+
+    @property
+    def done(self) -> bool:
+        return self.attention == 0 and self.open_intents == 0
+
+
+@dataclass
+class PollSummary:
+    """The outcome of :meth:`Poller.run`."""
+
+    done: bool
+    timed_out: bool
+    cycles: int
+    started_at: datetime
+    finished_at: datetime
+    batches: dict[str, BatchRecord] = field(default_factory=dict)
+    """Every batch seen during the run, as last seen."""
+    retried: list[str] = field(default_factory=list)
+    retry_items: int = 0
+    """Items still waiting in ``retry`` at the end."""
+    errors: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented ``poll --json`` shape (see :mod:`batchfsm.job_commands`)."""
+        from batchfsm.store_commands import record_json
+
+        return {
+            "done": self.done,
+            "timed_out": self.timed_out,
+            "cycles": self.cycles,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "batches": [record_json(r) for r in self.batches.values()],
+            "retry_batches": self.retried,
+            "retry_items": self.retry_items,
+            "errors": self.errors,
+        }
+
+
+class Poller:
+    """Runs poll cycles over every batch of ``tracker``'s store.
+
+    :param backoff: the wait for queue-full items before ``auto_retry`` resends them.
+    :param limits: the per-batch limits retry batches are split to.
+    :param clock, sleep: injected time (default: the tracker's clock, ``time.sleep``).
+    :param on_cycle: called after every cycle (progress displays, metrics).
+    """
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        *,
+        backoff: Backoff | None = None,
+        limits: Limits | None = None,
+        clock: Clock | None = None,
+        sleep: Callable[[float], object] = time.sleep,
+        on_cycle: Callable[[CycleReport], None] | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.backoff = backoff or Backoff()
+        self.limits = limits
+        self.clock = clock or tracker.clock
+        self.sleep = sleep
+        self.on_cycle = on_cycle
+        self._cycles = 0
+
+    def cycle(self, *, auto_retry: bool = False) -> CycleReport:
+        """One cycle: reconcile orphans, poll every batch needing attention, retry."""
+        self._cycles += 1
+        store = self.tracker.store
+        report = CycleReport(number=self._cycles, at=self.clock.now(), reports=[])
+        if store.list_intents(open_only=True):
+            report.reconciled = reconcile_intents(self.tracker)
+            report.errors.extend(f"intent {i}: API failed" for i in report.reconciled.failed)
+        report.reports = self.tracker.poll_once()
+        report.errors.extend(f"{r.batch_id}: {r.error}" for r in report.reports if r.error)
+        if auto_retry:
+            try:
+                result = retry_items(self.tracker, limits=self.limits, backoff=self.backoff)
+            except GatewayError as exc:
+                logger.warning("auto-retry failed this cycle: %s", exc)
+                report.errors.append(f"retry: {exc}")
+            else:
+                report.retried, report.waiting = result.batches, result.waiting
+        report.attention = len(store.list_attention())
+        report.open_intents = len(store.list_intents(open_only=True))
+        report.retry_items = store.count_ledger()[ItemState.RETRY]
+        if self.on_cycle is not None:
+            self.on_cycle(report)
+        return report
+
+    def run(
+        self,
+        *,
+        until_done: bool = False,
+        max_cycles: int | None = None,
+        interval: float | None = None,
+        timeout: float | None = None,
+        auto_retry: bool = False,
+    ) -> PollSummary:
+        """Cycle until done (``until_done``), ``max_cycles`` cycles, or ``timeout``
+        seconds; with none of them, until interrupted. ``interval`` defaults to
+        ``Settings.poll_interval``."""
+        interval = self.tracker.settings.poll_interval if interval is None else interval
+        if interval < 0 or (timeout is not None and timeout < 0):
+            raise ValueError("interval and timeout must not be negative")
+        started = self.clock.now()
+        summary = PollSummary(
+            done=False, timed_out=False, cycles=0, started_at=started, finished_at=started
+        )
+        while True:
+            report = self.cycle(auto_retry=auto_retry)
+            self._fold(summary, report)
+            finished = report.done and (not auto_retry or report.retry_items == 0)
+            summary.done = finished
+            if until_done and finished:
+                break
+            if max_cycles is not None and summary.cycles >= max_cycles:
+                break
+            elapsed = (self.clock.now() - started).total_seconds()
+            if timeout is not None and elapsed >= timeout:
+                summary.timed_out = until_done
+                break
+            pause = interval
+            if timeout is not None:
+                pause = min(pause, timeout - elapsed)
+            self.sleep(max(0.0, pause))
+        summary.finished_at = self.clock.now()
+        return summary
+
+    def _fold(self, summary: PollSummary, report: CycleReport) -> None:
+        summary.cycles += 1
+        for poll in report.reports:
+            if poll.record is not None:
+                summary.batches[poll.batch_id] = poll.record
+        for record in report.retried:
+            summary.batches[record.batch_id] = record
+            summary.retried.append(record.batch_id)
+        summary.retry_items = report.retry_items
+        summary.errors += len(report.errors)

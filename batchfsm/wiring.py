@@ -1,0 +1,127 @@
+"""Composition: store + gateway + sink + handlers -> one :class:`Tracker`.
+
+The CLI, the demo and the Lambda entry point build the same object graph from
+:class:`~batchfsm.config.Settings`; this module is where that happens, once. Heavy
+pieces load lazily: the gateway (and with it ``openai``) only when a command talks to
+the API, the DynamoDB store (boto3) only for a ``dynamodb://`` URL.
+
+The OpenAI key is read by the ``openai`` client itself (``OPENAI_API_KEY``, and
+``OPENAI_BASE_URL`` for a compatible server or the sandbox); batchfsm never stores,
+logs or prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+from batchfsm.config import ConfigError, Settings
+from batchfsm.persistence import open_store
+from batchfsm.persistence.sinks import DirectorySink
+from batchfsm.tracker import Tracker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from batchfsm.handlers.base import HandlerRegistry
+    from batchfsm.persistence.base import JobStore
+    from batchfsm.persistence.sinks import ResultSink
+    from batchfsm.ports import BatchGateway, Clock
+    from batchfsm.tracker import PollReport
+
+__all__ = ["Runtime", "build_runtime", "openai_gateway", "runtime_from_args", "settings_from_args"]
+
+
+@dataclass
+class Runtime:
+    """Everything a command needs, built once; closing it closes the store."""
+
+    settings: Settings
+    store: JobStore
+    gateway: BatchGateway | None
+    sink: ResultSink
+    tracker: Tracker
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def openai_gateway() -> BatchGateway:
+    """:class:`~batchfsm.gateway.OpenAIGateway` configured by the client's environment.
+
+    :raises ConfigError: no API key is configured (the message names the variable,
+        never a value).
+    """
+    import openai
+
+    from batchfsm.gateway import OpenAIGateway
+
+    try:
+        return OpenAIGateway.from_env()
+    except openai.OpenAIError as exc:
+        raise ConfigError(
+            "cannot build the OpenAI client: set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
+            "compatible server or `batchfsm sandbox`)"
+        ) from exc  # the client's message names the variable, never a key
+
+
+def build_runtime(
+    settings: Settings | None = None,
+    *,
+    store: JobStore | None = None,
+    gateway: BatchGateway | None = None,
+    with_gateway: bool = True,
+    sink: ResultSink | None = None,
+    handlers: HandlerRegistry | None = None,
+    clock: Clock | None = None,
+    workdir: Path | None = None,
+    on_event: Callable[[PollReport], None] | None = None,
+) -> Runtime:
+    """Build a :class:`Runtime`; every part not given comes from ``settings``.
+
+    ``with_gateway=False`` skips the API client (read-only commands such as ``items``).
+    ``handlers`` defaults to :func:`batchfsm.handlers.default_registry`.
+    """
+    settings = settings or Settings.from_env()
+    if handlers is None:
+        from batchfsm.handlers import default_registry
+
+        handlers = default_registry()
+    if gateway is None and with_gateway:
+        gateway = openai_gateway()
+    store = store or open_store(settings.store_url)
+    sink = sink or DirectorySink(Path(settings.results_dir))
+    tracker = Tracker(
+        store,
+        gateway,
+        handlers,
+        settings=settings,
+        clock=clock,
+        sink=sink,
+        workdir=workdir,
+        on_event=on_event,
+    )
+    return Runtime(settings=settings, store=store, gateway=gateway, sink=sink, tracker=tracker)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by ``--store`` / ``--results-dir`` /
+    ``--max-attempts`` where the command has them."""
+    return Settings.from_env(
+        store_url=getattr(args, "store", None),
+        results_dir=getattr(args, "results_dir", None),
+        max_attempts=getattr(args, "max_attempts", None),
+    )
+
+
+def runtime_from_args(args: argparse.Namespace, *, with_gateway: bool = True) -> Runtime:
+    """The runtime a CLI command asked for."""
+    return build_runtime(settings_from_args(args), with_gateway=with_gateway)

@@ -1,0 +1,197 @@
+"""submit_job and the intent protocol, against the sandbox in-process and a SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from batchfsm.errors import GatewayUnavailableError, InputFileError, StoreUnavailableError
+from batchfsm.fsm.models import BatchRecord, HistoryEntry
+from batchfsm.input_file import Limits
+from batchfsm.intents import (
+    INTENT_KEY,
+    JOB_KEY,
+    MAX_KEY_CHARS,
+    MAX_VALUE_CHARS,
+    check_metadata,
+    reconcile_intents,
+)
+from batchfsm.persistence.sqlite import SQLiteJobStore
+from batchfsm.ports import FrozenClock
+from batchfsm.records import ItemState
+from batchfsm.sandbox import Faults, Scenario, ScriptedFault
+from batchfsm.submit import submit_job, submit_json
+from tests.e2e.support import (
+    BATCHES_ROUTE,
+    EMBEDDINGS,
+    UPLOAD_ROUTE,
+    make_tracker,
+    sandbox,
+    write_input,
+)
+
+
+class CrashAfterCreate(SQLiteJobStore):
+    """A store whose first batch insert fails: the process 'dies' right after create."""
+
+    failures = 1
+
+    def create(self, record: BatchRecord, history: Sequence[HistoryEntry] = ()) -> BatchRecord:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailableError("disk gone (simulated crash)")
+        return super().create(record, history)
+
+
+def test_a_bad_line_is_named_and_nothing_is_uploaded(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    app = sandbox(clock=clock)
+    tracker = make_tracker(tmp_path, app, clock)
+    path = write_input(tmp_path / "in.jsonl", ["a", "b", "c"])
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace('"POST"', '"GET"')
+    path.write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(InputFileError) as caught:
+        submit_job(tracker, path, EMBEDDINGS)
+
+    assert caught.value.line == 3 and caught.value.field == "method"
+    assert "line 3" in str(caught.value)
+    assert app.stats.count(UPLOAD_ROUTE) == 0 and app.stats.count(BATCHES_ROUTE) == 0
+    assert tracker.store.list_jobs() == [] and list(tracker.store.iter_ledger()) == []
+
+
+def test_an_input_over_the_limits_becomes_several_batches_of_one_job(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    app = sandbox(clock=clock)
+    tracker = make_tracker(tmp_path, app, clock)
+    ids = [f"r{i}" for i in range(7)]
+
+    result = submit_job(
+        tracker,
+        write_input(tmp_path / "in.jsonl", ids),
+        EMBEDDINGS,
+        metadata={"project": "x"},
+        limits=Limits(max_requests=3),
+    )
+
+    assert len(result.batches) == 3 and len(result.launched) == 3
+    data = submit_json(tracker, result)
+    assert [b["requests"] for b in data["batches"]] == [3, 3, 1]
+    assert data["job"]["requests"] == 7 and data["job"]["resumed"] is False
+    # Every request has its original line and sits in exactly one batch.
+    entries = list(tracker.store.iter_ledger(result.job.job_id))
+    assert sorted(e.custom_id for e in entries) == sorted(ids)
+    assert all(e.state is ItemState.PENDING and len(e.batches) == 1 for e in entries)
+    assert all(f'"custom_id":"{e.custom_id}"' in e.line for e in entries)
+    # The batches carry the job and intent ids, plus the user's metadata.
+    remote = app.world.list_batches(limit=100)["data"]
+    assert {b["metadata"][JOB_KEY] for b in remote} == {result.job.job_id}
+    assert len({b["metadata"][INTENT_KEY] for b in remote}) == 3
+    assert all(b["metadata"]["project"] == "x" for b in remote)
+
+
+def test_running_the_same_submit_again_resumes_instead_of_paying_twice(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    app = sandbox(clock=clock)
+    tracker = make_tracker(tmp_path, app, clock)
+    path = write_input(tmp_path / "in.jsonl", ["a", "b"])
+
+    first = submit_job(tracker, path, EMBEDDINGS)
+    second = submit_job(tracker, path, EMBEDDINGS)
+
+    assert second.resumed and second.launched == []
+    assert second.job.job_id == first.job.job_id
+    assert app.stats.count(BATCHES_ROUTE) == 1
+    # A chosen job id runs the same file again, as a new job.
+    third = submit_job(tracker, path, EMBEDDINGS, job_id="again")
+    assert third.launched and app.stats.count(BATCHES_ROUTE) == 2
+
+
+def test_a_crash_between_create_and_the_store_write_is_adopted_not_duplicated(
+    tmp_path: Path,
+) -> None:
+    clock = FrozenClock()
+    app = sandbox(clock=clock)
+    store = CrashAfterCreate(tmp_path / "store.db")
+    tracker = make_tracker(tmp_path, app, clock, store=store)
+    path = write_input(tmp_path / "in.jsonl", ["a", "b", "c"])
+
+    with pytest.raises(StoreUnavailableError):
+        submit_job(tracker, path, EMBEDDINGS)
+    assert app.stats.count(BATCHES_ROUTE) == 1
+    assert store.list_batches() == []
+    (intent,) = store.list_intents(open_only=True)
+    assert intent.state == "uploaded"
+
+    # A restart within the lease leaves it alone: the first process may still be alive.
+    assert reconcile_intents(tracker).in_flight == [intent.intent_id]
+    clock.advance(301)
+    report = reconcile_intents(tracker)
+
+    assert report.adopted == [intent.intent_id]
+    (record,) = store.list_batches()
+    assert app.stats.count(BATCHES_ROUTE) == 1  # no duplicate batch
+    assert all(e.batches == (record.batch_id,) for e in store.iter_ledger())
+    assert store.list_intents(open_only=True) == []
+    # And a re-run of the submit finds everything covered.
+    assert submit_job(tracker, path, EMBEDDINGS).launched == []
+    assert app.stats.count(BATCHES_ROUTE) == 1
+
+
+def test_an_ambiguous_create_failure_is_relaunched_once_by_reconcile(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    faults = Faults(script=(ScriptedFault(route=BATCHES_ROUTE, call=1, kind="server_error"),))
+    app = sandbox(Scenario(faults=faults), clock)
+    tracker = make_tracker(tmp_path, app, clock)
+
+    with pytest.raises(GatewayUnavailableError):
+        submit_job(tracker, write_input(tmp_path / "in.jsonl", ["a"]), EMBEDDINGS)
+    clock.advance(301)
+    report = reconcile_intents(tracker)
+
+    assert report.relaunched and not report.adopted
+    assert len(app.world.batch_ids()) == 1
+    assert len(tracker.store.list_batches()) == 1
+
+
+def test_reconcile_lists_batches_only_when_an_uploaded_intent_needs_it(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    app = sandbox(clock=clock)
+    tracker = make_tracker(tmp_path, app, clock)
+    submit_job(tracker, write_input(tmp_path / "in.jsonl", ["a"]), EMBEDDINGS)
+
+    report = reconcile_intents(tracker, min_age=0)
+
+    assert report.open == 0
+    assert app.stats.count("GET /v1/batches") == 0
+
+
+_key = st.text(min_size=0, max_size=70)
+_value = st.text(max_size=520)
+
+
+@given(st.dictionaries(_key, _value, max_size=18))
+def test_metadata_is_accepted_exactly_when_it_fits_beside_batchfsm_s_two_pairs(
+    metadata: dict[str, str],
+) -> None:
+    fits = (
+        len(metadata) <= 14
+        and all(0 < len(k) <= MAX_KEY_CHARS for k in metadata)
+        and all(len(v) <= MAX_VALUE_CHARS for v in metadata.values())
+        and not {JOB_KEY, INTENT_KEY} & set(metadata)
+    )
+    if fits:
+        assert check_metadata(metadata) == metadata
+    else:
+        with pytest.raises(InputFileError):
+            check_metadata(metadata)
+
+
+def test_reserved_metadata_keys_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="reserved"):
+        check_metadata({INTENT_KEY: "mine"})
