@@ -220,6 +220,12 @@ class MemorySink:
             self.results[(job_id, batch_id)] = rows
         return len(rows)
 
+    def read_batch(self, job_id: str, batch_id: str) -> Iterator[tuple[str, bytes]]:
+        """Stream back ``(custom_id, raw body)`` of a delivered batch."""
+        with self._lock:
+            rows = list(self.results.get((job_id, batch_id), ()))
+        yield from rows
+
     def quarantine(self, job_id: str, batch_id: str, lines: Iterable[QuarantinedLine]) -> int:
         items = list(lines)
         with self._lock:

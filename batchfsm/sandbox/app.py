@@ -46,6 +46,7 @@ _API_ROUTES = (
     ("POST", "/v1/files"),
     ("GET", "/v1/files/<file_id>"),
     ("GET", "/v1/files/<file_id>/content"),
+    ("DELETE", "/v1/files/<file_id>"),
     ("POST", "/v1/batches"),
     ("GET", "/v1/batches"),
     ("GET", "/v1/batches/<batch_id>"),
@@ -81,6 +82,7 @@ class SandboxApp:
             "POST /v1/files": self._upload_file,
             "GET /v1/files/{file_id}": self._get_file,
             "GET /v1/files/{file_id}/content": self._file_content,
+            "DELETE /v1/files/{file_id}": self._delete_file,
             "POST /v1/batches": self._create_batch,
             "GET /v1/batches": self._list_batches,
             "GET /v1/batches/{batch_id}": self._retrieve_batch,
@@ -142,6 +144,11 @@ class SandboxApp:
 
     def _get_file(self, request: Request, fault: Fault | None, args: dict[str, str]) -> Response:
         return _json(self.world.get_file(args["file_id"]).as_object())
+
+    def _delete_file(self, request: Request, fault: Fault | None, args: dict[str, str]) -> Response:
+        # How a result file "expires" in a rehearsal: OpenAI deletes them after a while.
+        self.world.delete_file(args["file_id"])
+        return _json({"id": args["file_id"], "object": "file", "deleted": True})
 
     def _file_content(
         self, request: Request, fault: Fault | None, args: dict[str, str]

@@ -114,6 +114,12 @@ class World:
             raise not_found(f"No such File object: {file_id}", param="id")
         return found
 
+    def delete_file(self, file_id: str) -> None:
+        """``DELETE /v1/files/{id}``; a batch keeps pointing at the id, as on OpenAI."""
+        with self._lock:
+            if self._files.pop(file_id, None) is None:
+                raise not_found(f"No such File object: {file_id}", param="id")
+
     # -- batches -----------------------------------------------------------------------
 
     def create_batch(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -177,8 +177,8 @@ class Rig:
         self.app.world.get_file(file_id).content = content
 
     def delete_file(self, file_id: str) -> None:
-        # The sandbox has no DELETE /v1/files; this is how a result file "expires".
-        del self.app.world._files[file_id]
+        # How a result file "expires": deleted through the API, as OpenAI eventually does.
+        assert self.client.files.delete(file_id).deleted
 
     def materialise(self, batch_id: str, seconds: float) -> dict[str, Any]:
         """Move sandbox time and look at the batch through the API, without our poller

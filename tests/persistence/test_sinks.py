@@ -145,3 +145,10 @@ def test_ids_that_would_escape_the_directory_are_refused(tmp_path: Path, bad: st
         sink.write_batch(bad, "b", [])
     with pytest.raises(ValueError, match="file name"):
         sink.has("j", bad)
+
+
+def test_memory_sink_streams_back_what_it_delivered() -> None:
+    sink = MemorySink()
+    sink.write_batch("job", "batch_1", [("a", b'{"x":1}'), ("b", b'{"x":2}'), ("a", b"{}")])
+    assert list(sink.read_batch("job", "batch_1")) == [("a", b'{"x":1}'), ("b", b'{"x":2}')]
+    assert list(sink.read_batch("job", "batch_2")) == []

@@ -338,3 +338,15 @@ def test_advance_endpoint_moves_sandbox_time(harness: Harness) -> None:
     assert harness.client.batches.retrieve(batch.id).status == "completed"
     assert _raw(harness, "POST", "/sandbox/advance", json={"seconds": -1}).status_code == 400
     assert _raw(harness, "POST", "/sandbox/advance", content=b"nope").status_code == 400
+
+
+def test_deleting_a_file_makes_it_404_like_an_expired_result_file(
+    sandbox_client: openai.OpenAI,
+) -> None:
+    uploaded = sandbox_client.files.create(file=("in.jsonl", batch_input(["a"])), purpose="batch")
+    deleted = sandbox_client.files.delete(uploaded.id)
+    assert (deleted.id, deleted.deleted) == (uploaded.id, True)
+    with pytest.raises(openai.NotFoundError):
+        sandbox_client.files.content(uploaded.id)
+    with pytest.raises(openai.NotFoundError):
+        sandbox_client.files.delete(uploaded.id)
