@@ -160,10 +160,10 @@ def main() -> None:
         book.apply(steady, same, line=3)
 
     rows = []
-    r, a, b = paired(apply_one, same_machine(one_path), 2000)
+    r, a, _ = paired(apply_one, same_machine(one_path), 2000)
     rb, _, bb = paired(apply_one, bare_machine(one_path), 2000)
     rows.append(("changing observation, 1 hop", a, r, rb, "target <= 1.5x same machine"))
-    r, a, b = paired(apply_three, same_machine(three_path), 1000)
+    r, a, _ = paired(apply_three, same_machine(three_path), 1000)
     rb, _, _ = paired(apply_three, bare_machine(three_path), 1000)
     rows.append(("changing observation, 3 hops", a, r, rb, "target <= 1.5x same machine"))
     r, a, _ = paired(apply_same, same_machine(one_path), 3000)
