@@ -1,69 +1,436 @@
-"""``batchfsm demo``: the main job on embedded defaults, with no key and no network.
+"""``batchfsm demo``: the whole job end to end, with no API key and no network.
 
-For now it replays the bundled example histories through the rulebook and draws the
-lifecycle with the paths they took.
+It starts the sandbox in-process (a real HTTP server on a free 127.0.0.1 port, which
+the official ``openai`` client reaches through ``base_url``), submits the five jobs of
+:mod:`batchfsm.demo_scenario`, polls them with the live progress display, cancels one
+batch while it runs, lets the recovery handlers settle every ending, sends the
+resulting retry items once (``auto_retry``), and prints what became of every request.
+
+The sandbox runs on a sped-up clock (``--time-scale``, sandbox seconds per real
+second) shared with the tracker, so the expiring batch really uses up its 24 h window
+and the display counts that window down, in seconds of real time.
+
+Everything lands under ``--out`` (default ``./batchfsm-demo``): ``store.db`` (its own
+SQLite store; the user's ``./batchfsm.db`` is never touched), ``results/``,
+``inputs/`` (the generated request files) and ``lifecycle.mmd`` (plus
+``lifecycle.svg`` when Graphviz is installed) with the paths the batches took. A
+re-run empties those first. ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` are ignored: the
+demo only ever talks to its own sandbox, with a throwaway key it never prints.
+
+``batchfsm demo --json`` prints, instead of the tables::
+
+    {"out": "batchfsm-demo", "store_url": "sqlite:///batchfsm-demo/store.db",
+     "done": true, "cycles": 15, "cancelled": ["batch_..."],
+     "batches": [{"batch_id", "job_id", "fate", "expected_state", "state",
+                  "path": ["validating", ...], "succeeded", "retry", "failed",
+                  "results": "batchfsm-demo/results/<job>/<batch>.jsonl" | null,
+                  "parent_batch_id": null | "batch_..."}],
+     "retry_batches": ["batch_..."], "waiting_for_retry": 0,
+     "diagram": {"mermaid": ".../lifecycle.mmd", "svg": ".../lifecycle.svg" | null}}
+
+Per batch, ``retry`` counts the requests that batch handed to the retry round (for the
+retry round's own batches: those still waiting), ``failed`` those failed for good.
 """
 
 from __future__ import annotations
 
 import argparse
-from importlib import resources
+import importlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from batchfsm.fsm.diagram import render
-from batchfsm.fsm.replay import replay
-from batchfsm.history_file import read_history
-from batchfsm.output import print_table
+if TYPE_CHECKING:
+    from batchfsm.persistence.base import JobStore
+    from batchfsm.poller import CycleReport
+    from batchfsm.ports import Clock
+    from batchfsm.tracker import Tracker
+
+__all__ = ["BatchOutcome", "DemoReport", "add_parser", "run", "run_demo"]
+
+DEFAULT_OUT = Path("batchfsm-demo")
+DEFAULT_TIME_SCALE = 3 * 3600.0
+"""Sandbox seconds per real second: the 24 h window passes in 8 s."""
+MIN_TIME_SCALE, MAX_TIME_SCALE = 600.0, 43_200.0
+POLL_INTERVAL_S = 2 * 3600.0
+QUEUE_FULL_BACKOFF_S = 3 * 3600.0
+GIVE_UP_AFTER_S = 48 * 3600.0
+_SANDBOX_KEY = "sk-sandbox-demo"  # only ever sent to the in-process sandbox
+
+
+def _time_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    # Slower takes hours; faster lets batches end between two polls (the cancel misses).
+    if not MIN_TIME_SCALE <= value <= MAX_TIME_SCALE:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from {MIN_TIME_SCALE:g} to {MAX_TIME_SCALE:g}, not {text!r}"
+        )
+    return value
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("demo", help="run the end-to-end demo (no API key needed)")
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the end-to-end demo against a local sandbox (no API key, no network)",
+        description="Submit five jobs to an in-process sandbox, follow their batches to "
+        "completed / failed lines / expired / failed / cancelled, retry what can be "
+        "retried, and summarise. Ignores OPENAI_API_KEY and OPENAI_BASE_URL.",
+    )
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("batchfsm-demo"),
-        help="where to write the demo's diagram (default ./batchfsm-demo)",
+        default=DEFAULT_OUT,
+        help="directory for the demo's store, inputs, results and diagram; emptied of "
+        "them on each run (default ./batchfsm-demo)",
     )
+    parser.add_argument(
+        "--time-scale",
+        type=_time_scale,
+        default=DEFAULT_TIME_SCALE,
+        metavar="X",
+        help="sandbox seconds per real second, 600 to 43200 (default %(default)g: the "
+        "24 h window passes in 8 s, the whole demo in about 10 s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON summary only")
     parser.set_defaults(func=run)
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    """One batch at the end of the demo."""
+
+    batch_id: str
+    job_id: str
+    fate: str
+    expected_state: str
+    state: str
+    path: tuple[str, ...]
+    succeeded: int
+    retry: int
+    failed: int
+    results: Path | None
+    parent_batch_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.__dict__,
+            "path": list(self.path),
+            "results": str(self.results) if self.results else None,
+        }
+
+
+@dataclass
+class DemoReport:
+    out: Path
+    done: bool
+    cycles: int
+    batches: list[BatchOutcome]
+    cancelled: list[str]
+    waiting_for_retry: int
+    diagrams: dict[str, Path | None] = field(default_factory=dict)
+
+    @property
+    def store_url(self) -> str:
+        return f"sqlite:///{self.out / 'store.db'}"
+
+    @property
+    def surprises(self) -> list[BatchOutcome]:
+        """Batches that did not end as their fate says (the demo then exits 1)."""
+        return [b for b in self.batches if b.expected_state != b.state]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "store_url": self.store_url,
+            "done": self.done,
+            "cycles": self.cycles,
+            "cancelled": self.cancelled,
+            "batches": [b.to_json() for b in self.batches],
+            "retry_batches": [b.batch_id for b in self.batches if b.parent_batch_id],
+            "waiting_for_retry": self.waiting_for_retry,
+            "diagram": {k: str(v) if v else None for k, v in self.diagrams.items()},
+        }
+
+
 def run(args: argparse.Namespace) -> int:
-    examples = resources.files("batchfsm") / "examples"
-    rows = []
-    edges = set()
-    finals = set()
-    for entry in sorted(examples.iterdir(), key=lambda p: p.name):
-        if not entry.name.endswith(".jsonl"):
-            continue
-        with resources.as_file(entry) as path:
-            result = replay(list(read_history(path)))
-        edges |= {(h.source, h.dest) for h in result.transitions}
-        finals.add(result.final_state)
-        rows.append(
-            (
-                entry.name,
-                result.final_state.value,
-                " -> ".join(
-                    [
-                        result.transitions[0].source.value,
-                        *(h.dest.value + ("*" if h.implied else "") for h in result.transitions),
-                    ]
-                )
-                if result.transitions
-                else "",
-                len(result.rejected),
-                ", ".join(f"{e.state.value}:{e.handler}" for e in result.effects),
-            )
-        )
-    print_table(
-        "replayed example histories (* = implied, never observed)",
-        ["history", "final", "path", "rejected", "effects owed"],
-        rows,
+    from batchfsm.output import print_json
+
+    say = (lambda _text: None) if args.json else print
+    report = run_demo(
+        args.out,
+        time_scale=args.time_scale,
+        progress=sys.stderr if args.json else sys.stdout,
+        say=say,
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / "lifecycle.mmd"
-    text = render("mermaid", highlight_edges=edges, current_states=finals)
-    target.write_text(text if isinstance(text, str) else text.decode())
-    print(f"lifecycle diagram with these paths: {target}")
-    return 0
+    if args.json:
+        print_json(report.to_json())
+    else:
+        print_summary(report)
+    for batch in report.surprises:
+        print(
+            f"batchfsm demo: {batch.fate} ended {batch.state}, expected {batch.expected_state}",
+            file=sys.stderr,
+        )
+    if not report.done:
+        print("batchfsm demo: the batches did not settle in time", file=sys.stderr)
+    return 0 if report.done and not report.surprises else 1
+
+
+def run_demo(
+    out: Path,
+    *,
+    time_scale: float = DEFAULT_TIME_SCALE,
+    progress: TextIO | None = None,
+    live: bool | None = None,
+    say: Callable[[str], object] = print,
+) -> DemoReport:
+    """Run the demo into ``out``; ``progress`` gets the poll display (live on a tty)."""
+    from batchfsm import demo_scenario as script
+    from batchfsm.poller import Poller
+    from batchfsm.progress import make_progress
+    from batchfsm.records import ItemState
+    from batchfsm.retry import Backoff
+    from batchfsm.sandbox import SandboxApp, World, running_sandbox
+    from batchfsm.submit import submit_job
+
+    script.prepare_out(out)
+    # A cold import of the openai client can take a second, hours of sandbox time: load
+    # it before the sandbox clock starts, so the first poll sees the batches young.
+    importlib.import_module("batchfsm.gateway")
+    app = SandboxApp(World(script.demo_scenario(), time_scale=time_scale))
+    clock = app.world.clock  # the tracker shares the sandbox's sped-up time
+    with (
+        running_sandbox(app=app) as sandbox,
+        _sandbox_tracker(out, sandbox.base_url, clock) as tracker,
+    ):
+        window = 24 * 3600 / time_scale
+        say(f"sandbox on {sandbox.base_url} (24 h of batch time pass in {window:.0f} s)")
+        batch_of: dict[str, str] = {}
+        for job in script.DEMO_JOBS:
+            path = script.write_requests(job, out / "inputs")
+            submitted = submit_job(tracker, path, script.ENDPOINT, job_id=job.job_id)
+            batch_of[job.job_id] = submitted.launched[0]
+            say(
+                f"submitted {path} as {submitted.launched[0]}: {job.requests} requests, "
+                f"scripted to: {job.label}"
+            )
+        canceller = _Canceller(tracker, batch_of["demo-cancelled"], say)
+        with make_progress(progress, live=live, clock=clock) as display:
+
+            def on_cycle(report: CycleReport) -> None:
+                display.on_cycle(report)
+                canceller.on_cycle(report)
+
+            poller = Poller(
+                tracker,
+                backoff=Backoff(QUEUE_FULL_BACKOFF_S, 4 * QUEUE_FULL_BACKOFF_S),
+                clock=clock,
+                sleep=lambda seconds: time.sleep(seconds / time_scale),
+                on_cycle=on_cycle,
+            )
+            summary = poller.run(
+                until_done=True,
+                interval=POLL_INTERVAL_S,
+                timeout=GIVE_UP_AFTER_S,
+                auto_retry=True,
+            )
+        labels = {job.job_id: (job.label, job.expected.value) for job in script.DEMO_JOBS}
+        outcomes = _outcomes(tracker.store, out / "results", labels)
+        report = DemoReport(
+            out=out,
+            done=summary.done,
+            cycles=summary.cycles,
+            batches=outcomes,
+            cancelled=canceller.cancelled,
+            waiting_for_retry=tracker.store.count_ledger()[ItemState.RETRY],
+        )
+    report.diagrams = _write_diagrams(out, outcomes)
+    return report
+
+
+class _Canceller:
+    """Cancels one batch, through batchfsm's own cancel, once it runs and has done work."""
+
+    def __init__(self, tracker: Tracker, batch_id: str, say: Callable[[str], object]) -> None:
+        self.tracker, self.batch_id, self.say = tracker, batch_id, say
+        self.cancelled: list[str] = []
+
+    def on_cycle(self, report: CycleReport) -> None:
+        from batchfsm.cancel import cancel_batch
+        from batchfsm.fsm.spec import BatchStatus
+
+        if self.cancelled:
+            return
+        for poll in report.reports:
+            record = poll.record
+            if record is None or record.batch_id != self.batch_id:
+                continue
+            counts = record.snapshot.request_counts if record.snapshot else None
+            if record.state is BatchStatus.IN_PROGRESS and counts and counts.completed:
+                cancelled = cancel_batch(self.tracker, self.batch_id)
+                self.cancelled.append(self.batch_id)
+                self.say(
+                    f"cancelling {self.batch_id} mid-run ({counts.completed} of "
+                    f"{counts.total} done): now {cancelled.state.value}"
+                )
+
+
+@contextmanager
+def _sandbox_tracker(out: Path, base_url: str, clock: Clock) -> Iterator[Tracker]:
+    """A tracker on ``out/store.db`` whose client can only reach the sandbox."""
+    import openai
+
+    from batchfsm.config import Settings
+    from batchfsm.gateway import OpenAIGateway
+    from batchfsm.persistence.sqlite import SQLiteJobStore
+    from batchfsm.wiring import build_runtime
+
+    # Explicit base_url and key: the user's OPENAI_* variables play no part, and
+    # trust_env=False keeps a configured HTTP proxy away from 127.0.0.1.
+    client = openai.OpenAI(
+        api_key=_SANDBOX_KEY,
+        base_url=base_url,
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(trust_env=False),
+    )
+    settings = Settings(
+        store_url=f"sqlite:///{out / 'store.db'}",
+        results_dir=out / "results",
+        lease_seconds=12 * 3600.0,  # sandbox seconds: far longer than any effect runs
+        poll_interval=POLL_INTERVAL_S,
+    )
+    (out / "work").mkdir()
+    runtime = build_runtime(
+        settings,
+        store=SQLiteJobStore(out / "store.db"),
+        gateway=OpenAIGateway(client),
+        clock=clock,
+        workdir=out / "work",
+    )
+    try:
+        yield runtime.tracker
+    finally:
+        runtime.close()
+        client.close()
+
+
+def _outcomes(
+    store: JobStore, results: Path, labels: dict[str, tuple[str, str]]
+) -> list[BatchOutcome]:
+    """Per batch: its path and what became of each request it ran, from the ledger.
+
+    An item's last batch decides its state; every earlier batch handed it to retry."""
+    from batchfsm.fsm.models import TransitionEntry
+
+    tally: dict[str, dict[str, int]] = {}
+    for entry in store.iter_ledger():
+        *earlier, last = entry.batches or ("",)
+        for batch_id in earlier:
+            counts = tally.setdefault(batch_id, {})
+            counts["retry"] = counts.get("retry", 0) + 1
+        counts = tally.setdefault(last, {})
+        counts[entry.state.value] = counts.get(entry.state.value, 0) + 1
+    rows = []
+    for job_id, (label, expected) in labels.items():
+        for record in store.list_batches(job_id):
+            hops = [h.hop for h in store.history(record.batch_id) if isinstance(h, TransitionEntry)]
+            path = (hops[0].source.value, *(h.dest.value for h in hops)) if hops else ()
+            counts = tally.get(record.batch_id, {})
+            result_file = results / job_id / f"{record.batch_id}.jsonl"
+            rows.append(
+                BatchOutcome(
+                    batch_id=record.batch_id,
+                    job_id=job_id,
+                    fate="retry round" if record.parent_batch_id else label,
+                    expected_state="completed" if record.parent_batch_id else expected,
+                    state=record.state.value,
+                    path=path or (record.state.value,),
+                    succeeded=counts.get("succeeded", 0),
+                    retry=counts.get("retry", 0),
+                    failed=counts.get("failed", 0),
+                    results=result_file if result_file.exists() else None,
+                    parent_batch_id=record.parent_batch_id,
+                )
+            )
+    return rows
+
+
+def _write_diagrams(out: Path, outcomes: list[BatchOutcome]) -> dict[str, Path | None]:
+    """The lifecycle with every edge these batches took, and their final states."""
+    from batchfsm.errors import GraphvizNotFoundError
+    from batchfsm.fsm.diagram import render
+    from batchfsm.fsm.spec import BatchStatus
+
+    edges = {
+        (BatchStatus(a), BatchStatus(b))
+        for o in outcomes
+        for a, b in zip(o.path, o.path[1:], strict=False)
+    }
+    finals = {BatchStatus(o.state) for o in outcomes}
+    title = "Batch lifecycle: the paths the demo's batches took"
+    mermaid = out / "lifecycle.mmd"
+    mermaid.write_text(render("mermaid", highlight_edges=edges, current_states=finals, title=title))
+    try:
+        text = render("svg", highlight_edges=edges, current_states=finals, title=title)
+    except GraphvizNotFoundError:
+        return {"mermaid": mermaid, "svg": None}  # Graphviz is optional; Mermaid is not
+    svg = out / "lifecycle.svg"
+    svg.write_text(text)
+    return {"mermaid": mermaid, "svg": svg}
+
+
+def print_summary(report: DemoReport, file: TextIO | None = None) -> None:
+    """The closing table, the paths taken, and the way on from here, for people."""
+    from rich.console import Console
+    from rich.table import Table
+
+    stream = file or sys.stdout
+    console = Console(file=stream, width=None if stream.isatty() else 100, soft_wrap=False)
+    table = Table()
+    table.add_column("job")
+    table.add_column("batch")
+    table.add_column("final state")
+    for column in ("succeeded", "retry", "failed"):
+        table.add_column(column, justify="right")
+    for b in report.batches:
+        job = "  ↳ retry round" if b.parent_batch_id else b.job_id
+        table.add_row(job, b.batch_id, b.state, str(b.succeeded), str(b.retry), str(b.failed))
+    console.print("what became of every request", style="bold", highlight=False)
+    console.print(table)
+    lines = [
+        "retry: handed to the retry round, which sent them again as a new batch; "
+        f"{report.waiting_for_retry} requests still wait for retry.",
+        "",
+        "results (successes only, one JSONL file per batch):",
+        *(f"  {b.results}" for b in report.batches if b.results),
+        "",
+        "paths taken:",
+    ]
+    for path in dict.fromkeys(b.path for b in report.batches):
+        fates = ", ".join(dict.fromkeys(b.fate for b in report.batches if b.path == path))
+        lines.append(f"  {' -> '.join(path)}  ({fates})")
+    diagrams = " and ".join(str(p) for p in report.diagrams.values() if p)
+    store = report.store_url
+    example = report.cancelled[0] if report.cancelled else report.batches[0].batch_id
+    lines += [
+        f"lifecycle diagram with these paths: {diagrams}",
+        "",
+        "Look around:",
+        f"  batchfsm status --store {store}",
+        f"  batchfsm items --store {store} --state failed",
+        f"  batchfsm history {example} --store {store}",
+        "",
+        "The same commands against the real API:",
+        "  unset OPENAI_BASE_URL",
+        "  export OPENAI_API_KEY=sk-...",
+        "  batchfsm submit requests.jsonl --endpoint /v1/chat/completions",
+        "  batchfsm poll --until-done --auto-retry",
+    ]
+    console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
