@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TextIO
 
 from batchfsm import __version__
 from batchfsm.errors import (
@@ -87,9 +88,24 @@ def _handle_errors() -> Iterator[None]:
         raise SystemExit(EXIT_USAGE) from None
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time, so log lines go through the live
+    progress display (rich redirects stderr while it draws) instead of tearing it."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler = _CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("transitions").setLevel(logging.WARNING)
     for noisy in ("httpx", "httpx2", "httpcore", "openai", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
