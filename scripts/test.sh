@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bootstrap.sh
+# asl-validator (npm, pinned) for the Step Functions definition tests: installed once.
+./scripts/asl-validate.sh deploy/statemachine.asl.json >/dev/null
 . scripts/ddb-server.sh
 ddb_start
 trap ddb_stop EXIT

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# lambda-package.sh: build .build/lambda, the code of the poll function that
+# deploy/template.yaml points at (CodeUri: ../.build/lambda): batchfsm and its runtime
+# dependencies, as wheels for the Lambda platform (Linux x86_64, CPython 3.11).
+#
+#   scripts/lambda-package.sh && sam deploy --template-file deploy/template.yaml ...
+#
+# boto3 is bundled rather than taken from the runtime: the S3 sink needs conditional
+# writes (IfNoneMatch), which older botocore releases in the runtime do not send.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-.venv/bin/python}"
+out=.build/lambda
+wheels=.build/wheels
+rm -rf "$out" "$wheels"
+mkdir -p "$out" "$wheels"
+"$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$wheels" .
+"$PYTHON" -m pip install --quiet --target "$out" \
+  --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
+  --only-binary=:all: "$wheels"/batchfsm-*.whl 'boto3>=1.35.36'
+find "$out" -name '__pycache__' -prune -exec rm -rf {} +
+echo "built $out ($(du -sh "$out" | cut -f1)); handler batchfsm.aws.lambda_handler"

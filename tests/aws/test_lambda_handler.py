@@ -1,0 +1,189 @@
+"""``batchfsm.aws.lambda_handler`` as Lambda runs it: configured by environment variables
+only, one app per container, the key fetched once from Secrets Manager and never shown."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from batchfsm import aws
+from batchfsm.aws_contract import CONTRACT_FIELDS
+from batchfsm.aws_secrets import resolve_api_key
+from batchfsm.config import ConfigError
+from batchfsm.sandbox import Fate, Phases, Scenario
+from batchfsm.sandbox.server import running_sandbox
+from tests.aws.conftest import Deployment
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
+
+KEY = "sk-live-this-must-never-be-printed-1234567890"
+ONE_BATCH_KEYS = {
+    "batch_id",
+    "job_id",
+    "status",
+    "action",
+    "request_counts",
+    "succeeded",
+    "retry",
+    "failed",
+    "pending",
+    "next_poll_seconds",
+    "poll_at",
+    "deadline",
+    "deadline_near",
+    "retry_job_ids",
+    "lost",
+    "cancel_requested",
+    "error",
+}
+
+
+@pytest.fixture
+def container() -> Iterator[None]:
+    aws.reset_container()
+    yield
+    aws.reset_container()
+
+
+def test_the_handler_reads_its_key_from_secrets_manager_once_per_container(
+    aws_env: str,
+    table: str,
+    bucket: str,
+    secrets: SecretsManagerClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    container: None,
+) -> None:
+    arn = secrets.create_secret(
+        Name=f"batchfsm-{table}", SecretString=json.dumps({"OPENAI_API_KEY": KEY})
+    )["ARN"]
+    scenario = Scenario(default=Fate(phases=Phases(in_progress_s=600)))
+    with running_sandbox(scenario) as sandbox:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        for name, value in {
+            "BATCHFSM_TABLE": table,
+            "BATCHFSM_RESULTS": f"s3://{bucket}/prod",
+            "BATCHFSM_OPENAI_KEY_SECRET_ARN": arn,
+            "BATCHFSM_WORKDIR": str(tmp_path),
+            "OPENAI_BASE_URL": sandbox.base_url,
+        }.items():
+            monkeypatch.setenv(name, value)
+        caplog.set_level(logging.DEBUG)
+
+        first = aws.lambda_handler({}, None)
+        secrets.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+        second = aws.lambda_handler({}, None)  # a warm container: no second fetch
+
+    assert first["action"] == second["action"] == "process_results"  # nothing tracked yet
+    assert first["batches"] == [] and first["batches_total"] == 0
+    assert set(CONTRACT_FIELDS) <= set(first)
+    shown = caplog.text + json.dumps([first, second])
+    assert KEY not in shown and KEY[:12] not in shown
+
+
+def test_one_batch_answers_with_every_documented_field(deploy: Any) -> None:
+    dep: Deployment = deploy(Scenario(default=Fate(phases=Phases(in_progress_s=3600))))
+    job_id, (batch_id,) = dep.submit(["a", "b", "c"])
+
+    waiting = dep.app.handle({"batch_id": batch_id})
+    assert set(waiting) == ONE_BATCH_KEYS
+    assert waiting["status"] == "validating" and waiting["action"] == "wait"
+    assert waiting["next_poll_seconds"] == 30 and waiting["poll_at"].endswith("Z")
+    assert waiting["pending"] == 3 and waiting["job_id"] == job_id
+
+    dep.clock.advance(2 * 3600)
+    done = dep.app.handle({"batch_id": batch_id})
+    assert (done["status"], done["action"], done["next_poll_seconds"]) == (
+        "completed",
+        "process_results",
+        0,
+    )
+    assert done["request_counts"] == {"total": 3, "completed": 3, "failed": 0}
+    assert (done["succeeded"], done["retry"], done["failed"]) == (3, 0, 0)
+    assert json.loads(json.dumps(done)) == done
+
+    job = dep.app.handle({"job_id": job_id})
+    assert set(CONTRACT_FIELDS) <= set(job)
+    assert job["action"] == "process_results" and job["succeeded"] == 3
+    assert [b["batch_id"] for b in job["batches"]] == [batch_id]
+
+
+def test_results_can_go_to_a_directory_instead_of_s3(deploy: Any, tmp_path: Path) -> None:
+    dep: Deployment = deploy(BATCHFSM_RESULTS=str(tmp_path / "results"))
+    job_id, (batch_id,) = dep.submit(["a", "b"])
+    dep.clock.advance(3600)
+
+    assert dep.app.handle({"batch_id": batch_id})["succeeded"] == 2
+    assert (tmp_path / "results" / job_id / f"{batch_id}.jsonl").read_text().count("\n") == 2
+
+
+def test_a_secret_without_a_key_is_a_clear_error(secrets: SecretsManagerClient) -> None:
+    arn = secrets.create_secret(Name="batchfsm-empty-json", SecretString='{"other": "x"}')["ARN"]
+    env = {"BATCHFSM_OPENAI_KEY_SECRET_ARN": arn}
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY or api_key"):
+        resolve_api_key(env, client=secrets)
+    missing = arn + "-gone"
+    with pytest.raises(ConfigError, match="ResourceNotFoundException") as info:
+        resolve_api_key({"BATCHFSM_OPENAI_KEY_SECRET_ARN": missing}, client=secrets)
+    assert missing in str(info.value)
+    with pytest.raises(ConfigError, match="BATCHFSM_OPENAI_KEY_SECRET_ARN"):
+        resolve_api_key({})
+
+
+def test_a_bare_secret_string_is_the_key(secrets: SecretsManagerClient) -> None:
+    arn = secrets.create_secret(Name="batchfsm-bare", SecretString=f"  {KEY}\n")["ARN"]
+    assert resolve_api_key({"BATCHFSM_OPENAI_KEY_SECRET_ARN": arn}, client=secrets) == KEY
+    # The environment wins, so a local run needs no AWS at all.
+    assert resolve_api_key({"OPENAI_API_KEY": "sk-env"}, client=None) == "sk-env"
+
+
+def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
+    both = aws.LambdaApp(
+        {"BATCHFSM_STORE": "memory://", "BATCHFSM_TABLE": "t", "OPENAI_API_KEY": "sk-x"}
+    )
+    with pytest.raises(ConfigError, match="BATCHFSM_STORE or BATCHFSM_TABLE"):
+        both.handle({})
+    backoff = aws.LambdaApp({"BATCHFSM_RETRY_BACKOFF_BASE": "soon"})
+    with pytest.raises(ConfigError, match="BATCHFSM_RETRY_BACKOFF_BASE"):
+        backoff.backoff()
+
+
+def test_importing_the_entry_point_builds_nothing() -> None:
+    code = (
+        "import sys, batchfsm.aws as a\n"
+        "from batchfsm.fsm.engine import rulebook\n"
+        "heavy = {'boto3', 'botocore', 'openai', 'httpx2', 'sqlite3', 'werkzeug'}\n"
+        "print(sorted(heavy & set(sys.modules)), a._CONTAINER, rulebook.cache_info().currsize)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "[] {} 0"
+
+
+def test_a_store_of_another_kind_works_too(tmp_path: Path) -> None:
+    """memory:// with the sandbox: the handler is not tied to DynamoDB."""
+    with running_sandbox(Scenario()) as sandbox:
+        app = aws.LambdaApp(
+            {
+                "BATCHFSM_STORE": "memory://",
+                "BATCHFSM_RESULTS": str(tmp_path / "r"),
+                "BATCHFSM_WORKDIR": str(tmp_path / "w"),
+                "OPENAI_API_KEY": "sk-x",
+                "OPENAI_BASE_URL": sandbox.base_url,
+            }
+        )
+        try:
+            answer: dict[str, Any] = app.handle(None)
+        finally:
+            app.close()
+    assert answer["action"] == "process_results" and answer["batches"] == []
