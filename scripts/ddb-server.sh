@@ -38,12 +38,22 @@ _ddb_free_port() {  # ask the kernel for an unused port; a race is caught by the
 }
 
 _ddb_probe() {  # one ListTables call; moto routes on a SigV4-looking header naming dynamodb
-  curl -sf -o /dev/null -m 2 -X POST "http://$DDB_HOST:$1/" \
-    -H 'Content-Type: application/x-amz-json-1.0' \
-    -H 'X-Amz-Target: DynamoDB_20120810.ListTables' \
-    -H 'X-Amz-Date: 20250101T000000Z' \
-    -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=0' \
-    -d '{}'
+  "$DDB_VENV/bin/python" - "$DDB_HOST" "$1" <<'PY' 2>/dev/null
+import sys, urllib.request
+host, port = sys.argv[1], sys.argv[2]
+request = urllib.request.Request(
+    f"http://{host}:{port}/", data=b"{}", method="POST",
+    headers={
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": "DynamoDB_20120810.ListTables",
+        "X-Amz-Date": "20250101T000000Z",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/dynamodb/"
+                         "aws4_request, SignedHeaders=host;x-amz-date, Signature=0",
+    },
+)
+with urllib.request.urlopen(request, timeout=2) as answer:
+    sys.exit(0 if answer.status == 200 else 1)
+PY
 }
 
 ddb_start() {
