@@ -30,6 +30,10 @@ class Settings(BaseModel):
     cancelling_alert_minutes: float = 10.0
     lease_seconds: float = Field(default=300.0, gt=0)
     poll_interval: float = Field(default=30.0, gt=0)
+    backoff_base: float = Field(default=60.0, ge=0)
+    """Seconds queue-full items wait before auto-retry resends them (first failure)..."""
+    backoff_cap: float = Field(default=1800.0, ge=0)
+    """...doubling with each further queue-full failure, up to this many seconds."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -43,6 +47,8 @@ class Settings(BaseModel):
             "BATCHFSM_CANCELLING_ALERT_MINUTES": "cancelling_alert_minutes",
             "BATCHFSM_LEASE_SECONDS": "lease_seconds",
             "BATCHFSM_POLL_INTERVAL": "poll_interval",
+            "BATCHFSM_RETRY_BACKOFF_BASE": "backoff_base",
+            "BATCHFSM_RETRY_BACKOFF_CAP": "backoff_cap",
         }
         for var, name in mapping.items():
             if env.get(var):

@@ -16,10 +16,17 @@ batch is carried forward from the ledger's original lines (no orphan), an intent
 items were never claimed is abandoned. An open intent owns its custom_ids: nothing else
 plans them until it is closed.
 
-Two processes must not reconcile one intent at once (both would find no batch and both
-create one). An intent is therefore only reconciled once it is older than a lease
-(``Settings.lease_seconds``), and taken with a conditional write that also refreshes
-``created_at``: ``SubmitIntent`` has no lease field, so its age doubles as one.
+Two processes must not work on one intent at once (both would find no batch and both
+create one). An open intent is therefore *leased* (``SubmitIntent.lease_owner`` /
+``lease_until``, ``Settings.lease_seconds`` long, renewed at the upload): only once the
+lease has run out does a reconciler take it, with a conditional write that renews the
+lease in its own name. The first owner, if it is merely slow, then loses its next
+intent write (a version conflict) and stops before it could create a second batch.
+
+Which entries an intent sends is decided by the entries themselves
+(:mod:`batchfsm.claims`): each claim stamps ``LedgerEntry.intent_id`` in the same
+conditional write that makes the entry ``pending``, so a claim that half-failed on a
+store without atomic group writes strands nothing and sends nothing twice.
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from batchfsm.claims import owned_entries, update_ledger
 from batchfsm.errors import (
     BatchNotFoundError,
     DuplicateJobError,
@@ -54,6 +63,7 @@ __all__ = [
     "ReconcileReport",
     "check_metadata",
     "launch_intent",
+    "lease_ends",
     "open_intent_ids",
     "plan_intent",
     "reconcile_intents",
@@ -68,7 +78,6 @@ RESERVED_KEYS = frozenset({JOB_KEY, INTENT_KEY})
 MAX_METADATA_PAIRS = 16
 MAX_KEY_CHARS = 64
 MAX_VALUE_CHARS = 512
-LEDGER_CHUNK = 500
 MAX_CONFLICT_RETRIES = 8
 
 
@@ -96,41 +105,14 @@ def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return dict(metadata)
 
 
-# -- the ledger, conditionally -----------------------------------------------------------
+# -- the ledger --------------------------------------------------------------------------
 
 
-def update_ledger(
-    tracker: Tracker,
-    job_id: str,
-    custom_ids: Sequence[str],
-    change: Callable[[LedgerEntry | None, str], LedgerEntry | None],
-) -> list[LedgerEntry]:
-    """Apply ``change(entry_or_None, custom_id)`` to each entry, in conditional groups.
-
-    ``change`` returns the new entry, or None to leave it alone; it must be idempotent,
-    because a group that lost a version check is re-read and ``change`` applied again.
-    Returns the entries written.
-    """
-    written: list[LedgerEntry] = []
-    for start in range(0, len(custom_ids), LEDGER_CHUNK):
-        group = custom_ids[start : start + LEDGER_CHUNK]
-        for _ in range(MAX_CONFLICT_RETRIES):
-            current = tracker.store.get_ledger(job_id, group)
-            updates = [new for cid in group if (new := change(current.get(cid), cid)) is not None]
-            try:
-                written.extend(tracker.store.save_ledger(updates))
-            except StaleJobError:
-                logger.info("job %s: ledger changed under us, re-reading", job_id)
-                continue
-            break
-        else:
-            raise StaleJobError(f"ledger of {job_id}", expected_version=-1, actual_version=None)
-    return written
-
-
-def _append_batch(batch_id: str) -> Callable[[LedgerEntry | None, str], LedgerEntry | None]:
+def _append_batch(
+    intent_id: str, batch_id: str
+) -> Callable[[LedgerEntry | None, str], LedgerEntry | None]:
     def change(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
-        if entry is None or batch_id in entry.batches:
+        if entry is None or entry.intent_id != intent_id or batch_id in entry.batches:
             return None
         return entry.model_copy(
             update={"batches": (*entry.batches, batch_id), "state": ItemState.PENDING}
@@ -157,30 +139,50 @@ def plan_intent(
     *,
     parent_batch_ids: Iterable[str] = (),
 ) -> SubmitIntent:
-    """Save a ``planned`` intent: the promise, written before anything is claimed."""
+    """Save a ``planned`` intent, leased to this process: the promise, written before
+    anything is claimed (see :func:`batchfsm.claims.claim_items`)."""
+    now = tracker.clock.now()
     intent = SubmitIntent(
         intent_id=f"intent_{uuid.uuid4().hex[:16]}",
         job_id=job_id,
-        created_at=tracker.clock.now(),
+        created_at=now,
         custom_ids=tuple(custom_ids),
         parent_batch_ids=tuple(dict.fromkeys(parent_batch_ids)),
+        lease_owner=tracker.owner,
+        lease_until=now + timedelta(seconds=tracker.settings.lease_seconds),
     )
     return tracker.store.save_intent(intent)
 
 
-def launch_intent(tracker: Tracker, job: JobRecord, intent: SubmitIntent) -> BatchRecord | None:
-    """Upload the intent's lines (from the ledger), create the batch, record it.
+def _lease(tracker: Tracker, now: datetime) -> dict[str, object]:
+    until = now + timedelta(seconds=tracker.settings.lease_seconds)
+    return {"lease_owner": tracker.owner, "lease_until": until}
 
-    The ledger entries must already be claimed (``pending``). Returns the tracked batch,
-    or None when the intent was abandoned (nothing left to send). A failure that proves
-    no batch exists abandons the intent and hands its items back; an ambiguous one
-    leaves it ``uploaded`` for :func:`reconcile_intents`.
+
+def lease_ends(intent: SubmitIntent, lease_seconds: float) -> datetime:
+    """When another process may take ``intent`` over (records from before leases
+    existed count from ``created_at``)."""
+    if intent.lease_until is not None:
+        return intent.lease_until
+    return intent.created_at + timedelta(seconds=lease_seconds)
+
+
+def launch_intent(tracker: Tracker, job: JobRecord, intent: SubmitIntent) -> BatchRecord | None:
+    """Upload the lines the intent owns (from the ledger), create the batch, record it.
+
+    Only entries claimed by this intent are sent (read again here, just before the
+    upload; the intent is narrowed to them). Returns the tracked batch, or None when
+    there was nothing to send or another process took the intent over. A failure that
+    proves no batch exists abandons the intent and hands its items back; an ambiguous
+    one leaves it ``uploaded`` for :func:`reconcile_intents`.
     """
-    entries = tracker.store.get_ledger(job.job_id, intent.custom_ids)
-    lines = [entries[cid].line for cid in intent.custom_ids if cid in entries]
-    if not lines:
-        _abandon(tracker, intent, reason="no ledger lines")
+    owned = owned_entries(tracker, intent)
+    if not owned:
+        _abandon(tracker, intent, reason="it owns no ledger entry")
         return None
+    if len(owned) != len(intent.custom_ids):
+        intent = tracker.store.save_intent(intent.model_copy(update={"custom_ids": tuple(owned)}))
+    lines = [entry.line for entry in owned.values()]
     if tracker.gateway is None:
         raise ValueError("submitting needs a gateway")
     with tempfile.TemporaryDirectory(dir=tracker.workdir, prefix="batchfsm-upload-") as tmp:
@@ -191,11 +193,19 @@ def launch_intent(tracker: Tracker, job: JobRecord, intent: SubmitIntent) -> Bat
         except GatewayError:
             _abandon(tracker, intent, reason="upload failed")
             raise
-    intent = tracker.store.save_intent(
-        intent.model_copy(
-            update={"state": "uploaded", "file_id": file_id, "created_at": tracker.clock.now()}
+    try:  # conditional: if the lease ran out and someone took the intent, stop here
+        intent = tracker.store.save_intent(
+            intent.model_copy(
+                update={
+                    "state": "uploaded",
+                    "file_id": file_id,
+                    **_lease(tracker, tracker.clock.now()),
+                }
+            )
         )
-    )
+    except StaleJobError:
+        logger.warning("intent %s was taken over while uploading; leaving it", intent.intent_id)
+        return None
     return _create(tracker, job, intent)
 
 
@@ -230,7 +240,9 @@ def adopt(
     batch_id = snapshot.id
     if not batch_id:
         raise GatewayError("create answered a batch without an id")
-    update_ledger(tracker, job.job_id, list(intent.custom_ids), _append_batch(batch_id))
+    update_ledger(
+        tracker, job.job_id, list(intent.custom_ids), _append_batch(intent.intent_id, batch_id)
+    )
     parents = intent.parent_batch_ids
     try:
         record = tracker.track(
@@ -267,17 +279,17 @@ def _close(tracker: Tracker, intent: SubmitIntent, **update: object) -> None:
 
 
 def _abandon(tracker: Tracker, intent: SubmitIntent, *, reason: str) -> None:
-    """Close an intent that sent nothing; retry items it claimed go back to ``retry``."""
-    if intent.parent_batch_ids:
+    """Close an intent that sent nothing. Retry items it claimed go back to ``retry``;
+    never-sent items stay ``pending``, free for a resumed submit to claim."""
 
-        def release(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
-            if entry is None or entry.state is not ItemState.PENDING:
-                return None
-            if entry.batches and entry.batches[-1] not in intent.parent_batch_ids:
-                return None
-            return entry.model_copy(update={"state": ItemState.RETRY})
+    def release(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
+        if entry is None or entry.intent_id != intent.intent_id or not entry.batches:
+            return None
+        if entry.state is not ItemState.PENDING:
+            return None
+        return entry.model_copy(update={"state": ItemState.RETRY})
 
-        update_ledger(tracker, intent.job_id, list(intent.custom_ids), release)
+    update_ledger(tracker, intent.job_id, list(intent.custom_ids), release)
     logger.warning("intent %s abandoned: %s", intent.intent_id, reason)
     _close(tracker, intent, state="abandoned")
 
@@ -307,21 +319,23 @@ class ReconcileReport:
 def reconcile_intents(
     tracker: Tracker, *, job_id: str | None = None, min_age: float | None = None
 ) -> ReconcileReport:
-    """Close every open intent older than ``min_age`` seconds (default: the lease).
+    """Close every open intent whose lease has run out (with ``min_age``: that was
+    last leased at least ``min_age`` seconds ago).
 
     Lists the account's batches at most once, and only if an ``uploaded`` intent needs
     it. Never raises for one intent's API failure: that intent stays open (``failed``).
     """
     report = ReconcileReport()
-    age = tracker.settings.lease_seconds if min_age is None else min_age
+    lease = tracker.settings.lease_seconds
+    early = timedelta(seconds=0 if min_age is None else lease - min_age)
     now = tracker.clock.now()
     remote: dict[str, BatchSnapshot] | None = None
     for seen in tracker.store.list_intents(job_id, open_only=True):
-        if (now - seen.created_at).total_seconds() < age:
+        if now < lease_ends(seen, lease) - early:
             report.in_flight.append(seen.intent_id)
             continue
         try:  # take it: a conditional write, so two reconcilers never both act
-            intent = tracker.store.save_intent(seen.model_copy(update={"created_at": now}))
+            intent = tracker.store.save_intent(seen.model_copy(update=_lease(tracker, now)))
         except StaleJobError:
             report.in_flight.append(seen.intent_id)
             continue
@@ -338,7 +352,7 @@ def reconcile_intents(
                     report.relaunched.append(intent.intent_id)
                 else:
                     report.abandoned.append(intent.intent_id)
-            elif _claimed(tracker, intent) and launch_intent(tracker, job, intent) is not None:
+            elif owned_entries(tracker, intent) and launch_intent(tracker, job, intent):
                 report.relaunched.append(intent.intent_id)
             else:
                 _abandon(tracker, intent, reason="its items were never claimed")
@@ -350,22 +364,6 @@ def reconcile_intents(
             else:
                 report.abandoned.append(intent.intent_id)
     return report
-
-
-def _claimed(tracker: Tracker, intent: SubmitIntent) -> bool:
-    """Whether a ``planned`` intent got as far as claiming its ledger entries."""
-    entries = tracker.store.get_ledger(intent.job_id, intent.custom_ids)
-    if len(entries) != len(intent.custom_ids):
-        return False
-    for entry in entries.values():
-        if entry.state is not ItemState.PENDING:
-            return False
-        if intent.parent_batch_ids:
-            if not entry.batches or entry.batches[-1] not in intent.parent_batch_ids:
-                return False
-        elif entry.batches:
-            return False
-    return True
 
 
 def _is_open(tracker: Tracker, intent: SubmitIntent) -> bool:

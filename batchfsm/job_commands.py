@@ -113,15 +113,15 @@ def add_parsers(subparsers: Any) -> None:
         "--backoff-base",
         type=_seconds,
         metavar="S",
-        default=60.0,
-        help="first wait after a queue-full failure (default 60 s)",
+        default=None,
+        help="first wait after a queue-full failure ($BATCHFSM_RETRY_BACKOFF_BASE, else 60 s)",
     )
     poll.add_argument(
         "--backoff-cap",
         type=_seconds,
         metavar="S",
-        default=1800.0,
-        help="longest wait after queue-full failures (default 1800 s)",
+        default=None,
+        help="longest wait after queue-full failures ($BATCHFSM_RETRY_BACKOFF_CAP, else 1800 s)",
     )
     _max_requests_option(poll)
     _results_dir_option(poll)
@@ -237,6 +237,7 @@ def run_poll(args: argparse.Namespace) -> int:
     from batchfsm.wiring import runtime_from_args
 
     with runtime_from_args(args) as runtime:
+        settings = runtime.settings
         progress = (
             PlainProgress(sys.stderr, clock=runtime.tracker.clock)
             if args.json
@@ -245,7 +246,10 @@ def run_poll(args: argparse.Namespace) -> int:
         with progress:
             poller = Poller(
                 runtime.tracker,
-                backoff=Backoff(args.backoff_base, args.backoff_cap),
+                backoff=Backoff(
+                    settings.backoff_base if args.backoff_base is None else args.backoff_base,
+                    settings.backoff_cap if args.backoff_cap is None else args.backoff_cap,
+                ),
                 limits=_limits(args),
                 on_cycle=progress.on_cycle,
             )

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from batchfsm.claims import release_stranded
 from batchfsm.errors import GatewayError
 from batchfsm.fsm.models import BatchRecord
 from batchfsm.input_file import Limits
@@ -56,6 +57,8 @@ class CycleReport:
     """Retry batches created by this cycle (``auto_retry``)."""
     waiting: list[Waiting] = field(default_factory=list)
     reconciled: ReconcileReport | None = None
+    released: list[str] = field(default_factory=list)
+    """Stranded items handed back to ``retry`` (see :func:`batchfsm.claims.release_stranded`)."""
     errors: list[str] = field(default_factory=list)
     """API failures the cycle survived (retrieve, retry upload, reconcile)."""
     open_intents: int = 0
@@ -104,7 +107,8 @@ class PollSummary:
 class Poller:
     """Runs poll cycles over every batch of ``tracker``'s store.
 
-    :param backoff: the wait for queue-full items before ``auto_retry`` resends them.
+    :param backoff: the wait for queue-full items before ``auto_retry`` resends them
+        (default: ``Settings.backoff_base`` / ``backoff_cap``).
     :param limits: the per-batch limits retry batches are split to.
     :param clock, sleep: injected time (default: the tracker's clock, ``time.sleep``).
     :param on_cycle: called after every cycle (progress displays, metrics).
@@ -121,7 +125,8 @@ class Poller:
         on_cycle: Callable[[CycleReport], None] | None = None,
     ) -> None:
         self.tracker = tracker
-        self.backoff = backoff or Backoff()
+        settings = tracker.settings
+        self.backoff = backoff or Backoff(settings.backoff_base, settings.backoff_cap)
         self.limits = limits
         self.clock = clock or tracker.clock
         self.sleep = sleep
@@ -148,7 +153,14 @@ class Poller:
                 report.retried, report.waiting = result.batches, result.waiting
         report.attention = len(store.list_attention())
         report.open_intents = len(store.list_intents(open_only=True))
-        report.retry_items = store.count_ledger()[ItemState.RETRY]
+        counts = store.count_ledger()
+        if report.attention == 0 and report.open_intents == 0 and counts[ItemState.PENDING]:
+            # Nothing can still send or settle these: claimed by an intent that closed
+            # without them. Retry items go back to retry (sent next cycle).
+            for job in store.list_jobs():
+                report.released.extend(release_stranded(self.tracker, job.job_id))
+            counts = store.count_ledger() if report.released else counts
+        report.retry_items = counts[ItemState.RETRY]
         if self.on_cycle is not None:
             self.on_cycle(report)
         return report

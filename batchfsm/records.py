@@ -35,7 +35,12 @@ IntentState = Literal["planned", "uploaded", "created", "abandoned"]
 
 class SubmitIntent(_Record):
     """Written before any upload, so a crash between ``create`` and our own write is
-    reconciled by finding the batch whose metadata carries ``intent_id``."""
+    reconciled by finding the batch whose metadata carries ``intent_id``.
+
+    An open intent is *leased*: until ``lease_until`` only ``lease_owner`` works on it;
+    after that a reconciler may take it over (a conditional write that renews the
+    lease in its own name), so a crashed submitter's intent is finished exactly once.
+    """
 
     intent_id: str
     job_id: str
@@ -45,6 +50,11 @@ class SubmitIntent(_Record):
     file_id: str | None = None
     batch_id: str | None = None
     parent_batch_ids: tuple[str, ...] = ()
+    lease_owner: str | None = None
+    """The process (``Tracker.owner``) working on the intent."""
+    lease_until: datetime | None = None
+    """Nobody else takes the intent before this. None: written before leases existed;
+    ``created_at`` plus ``Settings.lease_seconds`` stands in for it."""
     version: int = 0
 
 
@@ -79,4 +89,9 @@ class LedgerEntry(_Record):
     batches: tuple[str, ...] = ()
     last_error: ItemError | None = None
     result_batch_id: str | None = None
+    intent_id: str | None = None
+    """The submit intent that last claimed the entry, set in the same conditional write
+    that makes it ``pending`` for a new batch. Only that intent sends it, and once the
+    intent is closed without sending it, the entry is free again (see
+    :func:`batchfsm.intents.release_stranded`)."""
     version: int = 0

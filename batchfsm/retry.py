@@ -33,11 +33,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchfsm.claims import claim_items
 from batchfsm.errors import JobNotFoundError
 from batchfsm.fsm.models import BatchRecord
 from batchfsm.fsm.spec import BatchStatus
 from batchfsm.input_file import Limits, plan_chunks, write_chunk
-from batchfsm.intents import launch_intent, open_intent_ids, plan_intent, update_ledger
+from batchfsm.intents import launch_intent, open_intent_ids, plan_intent
 from batchfsm.records import ItemState, JobRecord, LedgerEntry
 from batchfsm.submit import batch_rows
 
@@ -190,7 +191,9 @@ def _groups(
 
 
 def _send(tracker: Tracker, job: JobRecord, group: list[LedgerEntry]) -> BatchRecord | None:
-    """Intent, claim (``retry`` -> ``pending``, conditional), then launch."""
+    """Intent, claim (``retry`` -> ``pending`` stamped with the intent, conditional per
+    entry), then launch what the intent owns. A rival retry that claimed some items
+    first sends those; this one sends the rest (:mod:`batchfsm.claims`)."""
     expected = {e.custom_id: e.batches for e in group}
     parents = [e.batches[-1] for e in group if e.batches]
     intent = plan_intent(tracker, job.job_id, expected, parent_batch_ids=parents)
@@ -200,20 +203,9 @@ def _send(tracker: Tracker, job: JobRecord, group: list[LedgerEntry]) -> BatchRe
             return None
         if entry.batches != expected[custom_id]:
             return None
-        return entry.model_copy(update={"state": ItemState.PENDING})
+        return entry
 
-    claimed = update_ledger(tracker, job.job_id, list(expected), claim)
-    if len(claimed) != len(expected):
-        # Another retry took some first; this intent sends only what it claimed.
-        logger.info(
-            "job %s: %d of %d retry items taken elsewhere",
-            job.job_id,
-            len(expected) - len(claimed),
-            len(expected),
-        )
-        intent = tracker.store.save_intent(
-            intent.model_copy(update={"custom_ids": tuple(e.custom_id for e in claimed)})
-        )
+    intent = claim_items(tracker, intent, claim)
     return launch_intent(tracker, job, intent)
 
 

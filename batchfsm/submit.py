@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from batchfsm.claims import claim_items, closed_intents
 from batchfsm.errors import DuplicateJobError, InputFileError
 from batchfsm.fsm.models import BatchRecord
 from batchfsm.input_file import Limits, plan_chunks
@@ -51,7 +52,6 @@ from batchfsm.intents import (
     open_intent_ids,
     plan_intent,
     reconcile_intents,
-    update_ledger,
 )
 from batchfsm.records import ItemState, JobRecord, LedgerEntry
 
@@ -136,11 +136,8 @@ def submit_job(
             continue
         lines = {r.custom_id: r.text for r in todo}
         intent = plan_intent(tracker, job_id, lines)
-        claimed = update_ledger(tracker, job_id, list(lines), _claim_new(job_id, lines))
-        if len(claimed) != len(lines):  # some already belonged to an older batch
-            intent = tracker.store.save_intent(
-                intent.model_copy(update={"custom_ids": tuple(e.custom_id for e in claimed)})
-            )
+        closed = set(closed_intents(tracker, job_id)) if resumed else set()
+        intent = claim_items(tracker, intent, _claim_new(job_id, lines, closed))
         record = launch_intent(tracker, job, intent)
         if record is not None:
             launched.append(record.batch_id)
@@ -172,21 +169,28 @@ def _open_job(tracker: Tracker, job: JobRecord) -> tuple[JobRecord, bool]:
 def _covered(tracker: Tracker, job_id: str) -> set[str]:
     """custom_ids already in a batch of the job or owned by an open intent."""
     covered = open_intent_ids(tracker, job_id)
+    closed = closed_intents(tracker, job_id)
     for entry in tracker.store.iter_ledger(job_id):
         if entry.batches or entry.state is not ItemState.PENDING:
             covered.add(entry.custom_id)
+        elif entry.intent_id is not None and entry.intent_id not in closed:
+            covered.add(entry.custom_id)  # claimed by an intent not listed as open yet
     return covered
 
 
-def _claim_new(job_id: str, lines: Mapping[str, str]) -> Any:
-    """A new entry per request; an orphaned ``pending`` one (no batch) is taken over."""
+def _claim_new(job_id: str, lines: Mapping[str, str], closed: set[str]) -> Any:
+    """A new entry per request. An existing ``pending`` one that never ran is taken
+    over only if no live intent holds it: unclaimed, or claimed by an intent in
+    ``closed`` (ids of intents that ended without sending it)."""
 
     def change(entry: LedgerEntry | None, custom_id: str) -> LedgerEntry | None:
         if entry is None:
             return LedgerEntry(job_id=job_id, custom_id=custom_id, line=lines[custom_id])
-        if entry.state is ItemState.PENDING and not entry.batches:
-            return entry  # rewritten unchanged: the version check makes it ours
-        return None
+        if entry.state is not ItemState.PENDING or entry.batches:
+            return None
+        if entry.intent_id is not None and entry.intent_id not in closed:
+            return None  # an open intent (perhaps a racing submit) is sending it
+        return entry
 
     return change
 

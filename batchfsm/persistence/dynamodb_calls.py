@@ -159,6 +159,10 @@ class DynamoCalls:
             ClientRequestToken=token,
         )
 
+    def pause(self, attempt: int) -> None:
+        """Sleep as the retry policy says before ``attempt`` + 1 (for callers' own loops)."""
+        self._sleep(self.retry.delay(attempt, self._rng))
+
     def _with_backoff(
         self, operation: str, attempt: Callable[[], dict[str, Any]]
     ) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """The per-request ledger on DynamoDB: conditional group writes and the three listings.
 
 Writes (see :func:`put_ledger`): updates are version-conditioned ``Put``s in
-``TransactWriteItems`` of at most 100 actions; inserts are checked absent, then written
-with ``BatchWriteItem``, 25 a call. An entry that moved to a retry batch also carries a
-small *membership* item for each of its earlier batches, written with it, so
-``iter_ledger(batch_id=old)`` still finds it without a scan.
+``TransactWriteItems`` of at most 100 actions; inserts are written 25 a call with
+``BatchWriteItem`` under a per-job *insert lock*, after consistent reads prove them
+absent. An entry that moved to a retry batch also carries a small *membership* item for
+each of its earlier batches, written with it, so ``iter_ledger(batch_id=old)`` still
+finds it without a scan.
 
 Reads, all ordered by ``(job_id, custom_id)`` as the base class pages them:
 
@@ -19,7 +20,10 @@ Reads, all ordered by ``(job_id, custom_id)`` as the base class pages them:
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from batchfsm.errors import StaleJobError, StoreError
@@ -27,38 +31,128 @@ from batchfsm.persistence import dynamodb_layout as L
 from batchfsm.persistence.dynamodb_calls import DynamoCalls
 from batchfsm.persistence.items import LedgerItem, LedgerWrite, ledger_key
 
+INSERT_LOCK_SECONDS = 60.0
+"""How long an insert lock holds when its writer dies without releasing it."""
 
-def put_ledger(calls: DynamoCalls, writes: Sequence[LedgerWrite], *, marked_jobs: set[str]) -> None:
+
+def put_ledger(
+    calls: DynamoCalls,
+    writes: Sequence[LedgerWrite],
+    *,
+    marked_jobs: set[str],
+    now: Callable[[], float] = time.time,
+) -> None:
     """Write every entry; StaleJobError naming the first conflicting one.
 
     * Updates (``expected_version`` > 0) are ``Put``s conditioned on the stored version,
       packed into transactions of at most 100 actions (an entry and its membership items
-      never split). Each transaction is atomic; a group beyond 100 actions is not.
-    * Inserts (``expected_version`` 0) are first checked absent with strongly consistent
-      ``BatchGetItem`` reads, then written 25 a call with ``BatchWriteItem``, the cheapest
-      write DynamoDB has. That trades the per-item condition for throughput: two writers
-      *inserting* the same new entries at the same moment could both succeed (the last
-      one's identical copy wins). Inserts come from submitting a job, which
-      ``put_job`` (conditional) lets only one writer do.
+      never split). Each transaction is atomic; a group beyond 100 actions is not
+      (``ledger_group_atomic`` is False).
+    * Inserts (``expected_version`` 0) take the job's insert lock (a conditional update
+      of the job's ledger marker item), prove every entry absent with strongly
+      consistent reads, write them 25 a call with ``BatchWriteItem`` (the cheapest write
+      DynamoDB has, and the only one moto's server does not slow to a crawl), then
+      release the lock. While one writer holds it no other can insert into that job, and
+      nobody can update an entry before it exists, so an unconditional batch write can
+      overwrite nothing: an insert stays a claim (it stamps the entry with the submit
+      intent sending it) exactly as a conditional put would make it.
 
     Every item is built and size-checked before the first request, and inserts are written
-    only after every update succeeded, so a refused entry or a lost race on an update
-    writes no insert.
+    only after every update succeeded.
     """
     updates = [w for w in writes if w.expected_version > 0]
-    inserts = [w for w in writes if w.expected_version == 0]
+    inserts: dict[str, list[LedgerWrite]] = {}
+    for write in writes:
+        if write.expected_version == 0:
+            inserts.setdefault(write.item.job_id, []).append(write)
     update_groups = [(w, _actions(calls.table, w)) for w in updates]
-    insert_items = [item for w in inserts for item in _insert_items(w)]
-    new_jobs = sorted({w.item.job_id for w in inserts} - marked_jobs)
-    # Markers let "every entry" listings find a job's ledger without a scan; idempotent.
-    insert_items.extend(L.ledger_marker_item(job_id) for job_id in new_jobs)
-
-    if inserts:
-        _refuse_existing(calls, inserts)
+    insert_items = {
+        job_id: [item for w in group for item in _insert_items(w)]
+        for job_id, group in inserts.items()
+    }
     for owners, chunk in _chunks(update_groups):
         calls.transact(chunk, _conflict_for(owners))
-    calls.batch_write(insert_items)
-    marked_jobs.update(new_jobs)
+    for job_id in sorted(inserts):
+        with _insert_lock(calls, job_id, now):
+            _refuse_existing(calls, inserts[job_id])
+            calls.batch_write(insert_items[job_id])
+        marked_jobs.add(job_id)
+
+
+class _LockBusy(StoreError):
+    pass
+
+
+@contextmanager
+def _insert_lock(calls: DynamoCalls, job_id: str, now: Callable[[], float]) -> Iterator[None]:
+    """Hold the job's insert lock; wait (with backoff) while another writer holds it.
+
+    The lock sits on the job's ledger marker item, which the same update creates (the
+    marker lets "every entry" listings find the job's ledger without a scan).
+    """
+    token = uuid.uuid4().hex
+    deadline = now() + INSERT_LOCK_SECONDS
+    attempt = 0
+    while not _try_lock(calls, job_id, token, now()):
+        if now() > deadline:
+            raise StaleJobError(
+                job_id, expected_version=0, actual_version=None, kind="ledger insert lock"
+            )
+        calls.pause(attempt)
+        attempt += 1
+    try:
+        yield
+    finally:
+        # If it expired and another writer holds it now, it is theirs to release.
+        with suppress(_LockBusy):
+            calls.call(
+                "update_item",
+                _busy,
+                TableName=calls.table,
+                Key=L.ledger_marker_key(job_id),
+                UpdateExpression="REMOVE #lock, #until",
+                ConditionExpression="#lock = :token",
+                ExpressionAttributeNames={"#lock": "insert_lock", "#until": "insert_lock_until"},
+                ExpressionAttributeValues={":token": L.s(token)},
+            )
+
+
+def _busy(_old: Mapping[str, Any] | None, _index: int | None) -> StoreError:
+    return _LockBusy("the ledger insert lock is held")
+
+
+def _try_lock(calls: DynamoCalls, job_id: str, token: str, at: float) -> bool:
+    try:
+        calls.call(
+            "update_item",
+            _busy,
+            TableName=calls.table,
+            Key=L.ledger_marker_key(job_id),
+            UpdateExpression=(
+                "SET #kind = :kind, #job = :job, #catalog = :kind, "
+                "#seq = if_not_exists(#seq, :zero), #lock = :token, #until = :until"
+            ),
+            ConditionExpression="attribute_not_exists(#until) OR #until < :now",
+            ExpressionAttributeNames={
+                "#kind": "kind",
+                "#job": "job_id",
+                "#catalog": "catalog",
+                "#seq": "seq",
+                "#lock": "insert_lock",
+                "#until": "insert_lock_until",
+            },
+            ExpressionAttributeValues={
+                ":kind": L.s("ledger-job"),
+                ":job": L.s(job_id),
+                ":zero": L.n(0),
+                ":token": L.s(token),
+                ":until": {"N": repr(at + INSERT_LOCK_SECONDS)},
+                ":now": {"N": repr(at)},
+            },
+        )
+    except _LockBusy:
+        return False
+    return True
 
 
 def _refuse_existing(calls: DynamoCalls, inserts: Sequence[LedgerWrite]) -> None:
@@ -68,6 +162,7 @@ def _refuse_existing(calls: DynamoCalls, inserts: Sequence[LedgerWrite]) -> None
             ledger_key(found["job_id"]["S"], found["custom_id"]["S"]),
             expected_version=0,
             actual_version=int(found["version"]["N"]),
+            kind="ledger entry",
         )
 
 

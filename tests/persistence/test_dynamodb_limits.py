@@ -194,24 +194,56 @@ def test_ledger_updates_are_transactions_of_at_most_100_actions(
     assert sorted(written) == [f"L#r{i:03d}" for i in range(count)]
 
 
-def test_a_26_entry_insert_is_checked_then_written_in_two_batch_writes(h: Harness) -> None:
+def test_a_26_entry_insert_holds_the_job_lock_checks_then_writes_25_a_call(h: Harness) -> None:
+    h.stub.add_response("update_item", {})
     h.stub.add_response("batch_get_item", {"Responses": {"t": []}})
     h.stub.add_response("batch_write_item", {})
     h.stub.add_response("batch_write_item", {})
+    h.stub.add_response("update_item", {})
     h.store.save_ledger(entries(26))
-    assert h.operations() == ["BatchGetItem", "BatchWriteItem", "BatchWriteItem"]
-    # 26 entries plus the job's ledger marker.
-    assert [len(p["RequestItems"]["t"]) for _, p in h.requests[1:]] == [25, 2]
+    assert h.operations() == [
+        "UpdateItem",
+        "BatchGetItem",
+        "BatchWriteItem",
+        "BatchWriteItem",
+        "UpdateItem",
+    ]
+    lock, release = h.requests[0][1], h.requests[-1][1]
+    assert lock["Key"] == release["Key"] == {"pk": {"S": "J#j"}, "sk": {"S": "#L"}}
+    assert lock["ConditionExpression"] == "attribute_not_exists(#until) OR #until < :now"
+    assert release["ConditionExpression"] == "#lock = :token"
+    assert (
+        lock["ExpressionAttributeValues"][":token"]
+        == release["ExpressionAttributeValues"][":token"]
+    )
+    assert h.requests[1][1]["RequestItems"]["t"]["ConsistentRead"] is True
+    assert [len(p["RequestItems"]["t"]) for _, p in h.requests[2:4]] == [25, 1]
 
 
-def test_inserting_an_existing_entry_is_stale_and_writes_nothing(h: Harness) -> None:
+def test_an_insert_waits_while_another_writer_holds_the_job_lock(h: Harness) -> None:
+    h.stub.add_client_error("update_item", "ConditionalCheckFailedException", "held")
+    h.stub.add_client_error("update_item", "ConditionalCheckFailedException", "held")
+    h.stub.add_response("update_item", {})
+    h.stub.add_response("batch_get_item", {"Responses": {"t": []}})
+    h.stub.add_response("batch_write_item", {})
+    h.stub.add_response("update_item", {})
+    h.store.save_ledger(entries(2))
+    assert h.operations() == ["UpdateItem"] * 3 + ["BatchGetItem", "BatchWriteItem", "UpdateItem"]
+    assert len(h.sleeps) == 2
+
+
+def test_inserting_an_existing_entry_is_stale_writes_nothing_and_releases_the_lock(
+    h: Harness,
+) -> None:
     (existing,) = entries(1)
     found = ledger_to_item(LedgerItem("j", "r000", "pending", 4, ("b1",), "{}"))
+    h.stub.add_response("update_item", {})
     h.stub.add_response("batch_get_item", {"Responses": {"t": [found]}})
+    h.stub.add_response("update_item", {})
     with pytest.raises(StaleJobError, match="j/r000") as caught:
         h.store.save_ledger([existing, *entries(3)[1:]])
     assert caught.value.actual_version == 4
-    assert h.operations() == ["BatchGetItem"]
+    assert h.operations() == ["UpdateItem", "BatchGetItem", "UpdateItem"]
 
 
 def test_an_entry_and_its_earlier_batches_stay_in_one_transaction(h: Harness) -> None:
