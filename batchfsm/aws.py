@@ -138,18 +138,9 @@ class LambdaApp:
         table = self.environ.get("BATCHFSM_TABLE", "").strip()
         if not table:
             return None
-        from botocore.config import Config
-
         from batchfsm.persistence.dynamodb import DynamoDBJobStore
 
-        # As DynamoDBJobStore.from_url builds it: the store does its own retries.
-        config = Config(
-            retries={"mode": "standard", "total_max_attempts": 1},
-            connect_timeout=5,
-            read_timeout=20,
-        )
-        client = self._aws().client("dynamodb", config=config)
-        return DynamoDBJobStore(client, table, owns_client=True)
+        return DynamoDBJobStore.from_url(f"dynamodb://{table}", session=self._aws())
 
     def _results_sink(self, settings: Settings) -> ResultSink:
         location = self.environ.get("BATCHFSM_RESULTS", "").strip()

@@ -6,7 +6,8 @@ commit that also appends history is one ``TransactWriteItems`` of two actions. C
 retries and error translation live in :mod:`batchfsm.persistence.dynamodb_calls`.
 
 boto3 is imported here only, and only when :meth:`DynamoDBJobStore.from_url` builds a
-client or :meth:`DynamoDBJobStore.init` waits for a table, never at import time.
+client (on a session of its own unless given one) or :meth:`DynamoDBJobStore.init` waits
+for a table, never at import time.
 
 >>> store = DynamoDBJobStore.from_url("dynamodb://batchfsm?region=eu-west-1")  # doctest: +SKIP
 >>> store.init()  # doctest: +SKIP
@@ -42,6 +43,7 @@ from batchfsm.persistence.items import (
 from batchfsm.ports import Clock, SystemClock
 
 if TYPE_CHECKING:
+    from boto3.session import Session as Boto3Session
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 logger = logging.getLogger(__name__)
@@ -97,11 +99,18 @@ class DynamoDBJobStore(BaseJobStore):
         self._marked_jobs: set[str] = set()
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock | None = None) -> DynamoDBJobStore:
+    def from_url(
+        cls, url: str, *, clock: Clock | None = None, session: Boto3Session | None = None
+    ) -> DynamoDBJobStore:
         """``dynamodb://TABLE?region=R&endpoint_url=URL&ttl_days=N`` (all optional but
         the table). Credentials come from boto3's usual chain, never from the URL; region
         and endpoint default to boto3's settings (``AWS_REGION``,
-        ``AWS_ENDPOINT_URL_DYNAMODB``...)."""
+        ``AWS_ENDPOINT_URL_DYNAMODB``...).
+
+        ``session`` is a ``boto3.session.Session`` to build the client on (default: a new
+        one). A Lambda container passes the one its other clients share: botocore then
+        reads its endpoint and partition data once, not once per client (cold start).
+        """
         parts = urlsplit(url)
         if parts.scheme != "dynamodb" or not parts.netloc or "@" in parts.netloc:
             raise StoreURLError(f"not a dynamodb://TABLE URL: {_redacted(url)}")
@@ -118,11 +127,14 @@ class DynamoDBJobStore(BaseJobStore):
             raise StoreURLError(
                 f"dynamodb:// URL: ttl_days={params['ttl_days']!r} is not a number"
             ) from exc
-        import boto3
         from botocore.config import Config
 
+        if session is None:
+            import boto3
+
+            session = boto3.session.Session()
         # All retries are ours (backoff with jitter in DynamoCalls), so botocore's are off.
-        client = boto3.session.Session().client(
+        client = session.client(
             "dynamodb",
             region_name=params.get("region") or None,
             endpoint_url=params.get("endpoint_url") or None,

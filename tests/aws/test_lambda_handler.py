@@ -161,7 +161,8 @@ def test_importing_the_entry_point_builds_nothing() -> None:
     code = (
         "import sys, batchfsm.aws as a\n"
         "from batchfsm.fsm.engine import rulebook\n"
-        "heavy = {'boto3', 'botocore', 'openai', 'httpx2', 'sqlite3', 'werkzeug'}\n"
+        "heavy = {'boto3', 'botocore', 'openai', 'httpx2', 'sqlite3', 'werkzeug', 'flask',\n"
+        "         'moto', 'rich', 'graphviz', 'batchfsm.sandbox', 'batchfsm.wiring'}\n"
         "print(sorted(heavy & set(sys.modules)), a._CONTAINER, rulebook.cache_info().currsize)"
     )
     out = subprocess.run(

@@ -267,6 +267,36 @@ def test_the_endpoint_may_come_from_the_environment(monkeypatch: pytest.MonkeyPa
         store.load("x")
 
 
+def test_from_url_builds_its_client_on_the_session_it_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    """The Lambda shares one boto3 session between its clients (botocore then loads its
+    data once): the store must use that session's credentials and region, since here
+    nothing else provides any."""
+    import boto3
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
+    endpoint, region = server()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with fresh_store() as existing:
+        url = f"dynamodb://{existing.table}?endpoint_url={endpoint}"
+        with pytest.raises((NoCredentialsError, NoRegionError)):
+            DynamoDBJobStore.from_url(url).load("x")  # no session: nothing to sign with
+        session = boto3.session.Session(
+            aws_access_key_id="test", aws_secret_access_key="test", region_name=region
+        )
+        with DynamoDBJobStore.from_url(url, session=session) as store:
+            store.create(BatchRecord(batch_id="on-session", job_id="j"))
+            assert existing.load("on-session").job_id == "j"
+            assert store.url == f"dynamodb://{existing.table}?endpoint_url={endpoint}"
+
+
 @pytest.mark.parametrize(
     "url",
     [
