@@ -206,13 +206,20 @@ class Tracker:
 
     def _drain(self, record: BatchRecord, report: PollReport) -> BatchRecord:
         for effect in record.pending_effects:
-            record = self._run_effect(record.batch_id, effect.key, report)
+            record = self._run_effect(record, effect.key, report)
         return record
 
-    def _claim(self, batch_id: str, key: str) -> tuple[BatchRecord, OutboxEntry | None]:
-        """Take the lease on one effect; (record, None) when it is done or leased."""
+    def _claim(self, known: BatchRecord, key: str) -> tuple[BatchRecord, OutboxEntry | None]:
+        """Take the lease on one effect; (record, None) when it is done or leased.
+
+        Starts from ``known`` (the record this poller last committed or loaded) instead of
+        reading it again: the commit is conditional on its version, so a stale ``known``
+        costs one refused write and a reload, never a wrong claim.
+        """
+        batch_id = known.batch_id
+        record: BatchRecord | None = known
         for _ in range(MAX_CONFLICT_RETRIES):
-            record = self.store.load(batch_id)
+            record = record or self.store.load(batch_id)
             entry = next((e for e in record.outbox if e.key == key), None)
             now = self.clock.now()
             if entry is None or entry.done:
@@ -229,17 +236,26 @@ class Tracker:
             try:
                 record = self.store.commit(claimed, expected_version=record.version)
             except StaleJobError:
+                record = None
                 continue
             return record, next(e for e in record.outbox if e.key == key)
         return self.store.load(batch_id), None
 
     def _finish(
-        self, batch_id: str, key: str, *, error: str | None, ctx: EffectContext | None = None
+        self,
+        known: BatchRecord,
+        key: str,
+        *,
+        error: str | None,
+        ctx: EffectContext | None = None,
     ) -> BatchRecord:
         """Release the lease: done on success, owed with its error on failure. Alerts the
-        handler raised are remembered on the record, so a re-run never repeats them."""
+        handler raised are remembered on the record, so a re-run never repeats them.
+        Starts from the record the claim committed; reloads only after a refused write."""
+        batch_id = known.batch_id
+        record: BatchRecord | None = known
         for _ in range(MAX_CONFLICT_RETRIES):
-            record = self.store.load(batch_id)
+            record = record or self.store.load(batch_id)
             notes, fresh = _fresh_notes(record, ctx)
             if error is None:
                 updated = record.with_effect(
@@ -254,11 +270,13 @@ class Tracker:
             try:
                 return self.store.commit(updated, expected_version=record.version, history=notes)
             except StaleJobError:
+                record = None
                 continue
         raise StaleJobError(batch_id, expected_version=-1, actual_version=None)
 
-    def _run_effect(self, batch_id: str, key: str, report: PollReport) -> BatchRecord:
-        record, effect = self._claim(batch_id, key)
+    def _run_effect(self, known: BatchRecord, key: str, report: PollReport) -> BatchRecord:
+        batch_id = known.batch_id
+        record, effect = self._claim(known, key)
         if effect is None:
             return record
         handler = self.handlers.get(effect.handler)
@@ -266,7 +284,7 @@ class Tracker:
             # An effect nobody can run is a deployment error: keep it owed, say so loudly.
             logger.error("batch %s: no handler registered for %s", batch_id, effect.handler)
             report.effects_failed.append(key)
-            return self._finish(batch_id, key, error=f"no handler {effect.handler!r}")
+            return self._finish(record, key, error=f"no handler {effect.handler!r}")
         ctx = self._context(record, effect)
         try:
             handler(ctx)
@@ -278,9 +296,9 @@ class Tracker:
                 extra={"batch_id": batch_id, "effect": key},
             )
             report.effects_failed.append(key)
-            return self._finish(batch_id, key, error=f"{type(exc).__name__}: {exc}", ctx=ctx)
+            return self._finish(record, key, error=f"{type(exc).__name__}: {exc}", ctx=ctx)
         report.effects_run.append(key)
-        return self._finish(batch_id, key, error=None, ctx=ctx)
+        return self._finish(record, key, error=None, ctx=ctx)
 
     def _mark_lost(self, batch_id: str, exc: GatewayError) -> PollReport:
         for _ in range(MAX_CONFLICT_RETRIES):

@@ -18,5 +18,9 @@ mkdir -p "$out" "$wheels"
 "$PYTHON" -m pip install --quiet --target "$out" \
   --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
   --only-binary=:all: "$wheels"/batchfsm-*.whl 'boto3>=1.35.36'
+# Lambda's code directory is read-only: ship bytecode, or every cold start compiles boto3,
+# openai and pydantic from source (measured: 1.6-2.3 s instead of 0.63 s to import them).
+# unchecked-hash: zip timestamps are not reliable for the usual freshness check.
 find "$out" -name '__pycache__' -prune -exec rm -rf {} +
+"$PYTHON" -m compileall -q -j0 --invalidation-mode unchecked-hash "$out"
 echo "built $out ($(du -sh "$out" | cut -f1)); handler batchfsm.aws.lambda_handler"

@@ -18,8 +18,6 @@ import os
 
 from batchfsm.errors import StoreURLError
 from batchfsm.persistence.base import JobStore
-from batchfsm.persistence.memory import MemoryJobStore
-from batchfsm.persistence.sqlite import SQLiteJobStore
 
 STORE_ENV = "BATCHFSM_STORE"
 DEFAULT_STORE_URL = "sqlite:///batchfsm.db"
@@ -50,8 +48,12 @@ def open_store(url: str | None = None) -> JobStore:
     if scheme == "memory":
         if rest.strip("/"):
             raise StoreURLError(f"store URL {redact_url(url)!r}: memory:// takes no path")
+        from batchfsm.persistence.memory import MemoryJobStore
+
         return MemoryJobStore()
     if scheme == "sqlite":
+        from batchfsm.persistence.sqlite import SQLiteJobStore
+
         return SQLiteJobStore(sqlite_path(url))
     # Imported here only: boto3 is an optional dependency (batchfsm[aws]).
     from batchfsm.persistence.dynamodb import DynamoDBJobStore
