@@ -25,12 +25,10 @@ NEVER_ON_THE_POLL_PATH = (
     "flask",
     "moto",
     "graphviz",
+    "sqlite3",
 )
-"""Modules a deployed poll must not import: the stand-ins, the CLI's and the diagram's.
-
-``sqlite3`` belongs here too, but ``batchfsm.persistence``'s ``__init__`` imports the
-SQLite store eagerly, so any store import brings it; ``import batchfsm.aws`` alone is
-checked for it in ``test_lambda_handler.py``."""
+"""Modules a deployed poll must not import: the stand-ins, the CLI's, the diagram's and
+the embedded store's."""
 
 # The child observes botocore without changing it: it counts sessions, the clients made
 # and every API operation sent, then answers one poll as the Lambda runtime would call it.
