@@ -32,7 +32,7 @@ from batchfsm.fsm.engine import rulebook
 from batchfsm.fsm.models import BatchRecord, BatchSnapshot
 from batchfsm.fsm.spec import BatchStatus
 from batchfsm.persistence.dynamodb import DynamoDBJobStore
-from batchfsm.persistence.dynamodb_layout import ledger_to_item
+from batchfsm.persistence.dynamodb_items import ledger_to_item
 from batchfsm.persistence.items import LedgerItem
 from batchfsm.records import LedgerEntry
 

@@ -1,13 +1,17 @@
 """DynamoDBJobStore: the store for several pollers on several hosts.
 
-One table (layout in :mod:`batchfsm.persistence.dynamodb_layout`, access patterns in
-``docs/dynamodb.md``). Every state change is one conditional write on ``version``; a
-commit that also appends history is one ``TransactWriteItems`` of two actions. Calls,
-retries and error translation live in :mod:`batchfsm.persistence.dynamodb_calls`.
+One table (layout in :mod:`batchfsm.persistence.dynamodb_layout`, items in
+:mod:`~batchfsm.persistence.dynamodb_items`, access patterns in ``docs/dynamodb.md``).
+Every state change is one conditional write on ``version``; a commit that also appends
+history is one ``TransactWriteItems`` of two actions. This module is the store's data
+access; around it: calls, retries and error translation
+(:mod:`~batchfsm.persistence.dynamodb_calls`), the ledger
+(:mod:`~batchfsm.persistence.dynamodb_ledger`), creating the table
+(:mod:`~batchfsm.persistence.dynamodb_table`) and the ``dynamodb://`` URL
+(:mod:`~batchfsm.persistence.dynamodb_url`).
 
-boto3 is imported here only, and only when :meth:`DynamoDBJobStore.from_url` builds a
-client (on a session of its own unless given one) or :meth:`DynamoDBJobStore.init` waits
-for a table, never at import time.
+boto3 is imported only when :meth:`DynamoDBJobStore.from_url` builds a client (on a
+session of its own unless given one), never at import time.
 
 >>> store = DynamoDBJobStore.from_url("dynamodb://batchfsm?region=eu-west-1")  # doctest: +SKIP
 >>> store.init()  # doctest: +SKIP
@@ -19,27 +23,26 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from batchfsm.errors import (
-    DuplicateJobError,
-    JobNotFoundError,
-    StaleJobError,
-    StoreError,
-    StoreNotInitialisedError,
-    StoreURLError,
-)
+from batchfsm.errors import DuplicateJobError, JobNotFoundError, StaleJobError, StoreError
 from batchfsm.persistence import dynamodb_layout as L
 from batchfsm.persistence.base import BaseJobStore
 from batchfsm.persistence.dynamodb_calls import ConflictHandler, DynamoCalls, RetryPolicy
-from batchfsm.persistence.dynamodb_ledger import count_ledger, put_ledger, scan_ledger
-from batchfsm.persistence.items import (
-    BatchItem,
-    IntentItem,
-    JobItem,
-    LedgerItem,
-    LedgerWrite,
+from batchfsm.persistence.dynamodb_items import (
+    BATCH_OPTIONAL_ATTRIBUTES,
+    batch_to_item,
+    history_to_item,
+    intent_to_item,
+    item_to_batch,
+    item_to_intent,
+    item_to_job,
+    item_to_ledger,
+    job_to_item,
 )
+from batchfsm.persistence.dynamodb_ledger import count_ledger, put_ledger, scan_ledger
+from batchfsm.persistence.dynamodb_table import provision_table
+from batchfsm.persistence.dynamodb_url import build_client, parse_dynamodb_url
+from batchfsm.persistence.items import BatchItem, IntentItem, JobItem, LedgerItem, LedgerWrite
 from batchfsm.ports import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -47,9 +50,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 logger = logging.getLogger(__name__)
-
-_URL_PARAMS = frozenset({"region", "endpoint_url", "ttl_days"})
-_NOT_EXPIRED = "(attribute_not_exists(#exp) OR #exp > :now)"
 
 
 class DynamoDBJobStore(BaseJobStore):
@@ -104,87 +104,24 @@ class DynamoDBJobStore(BaseJobStore):
     ) -> DynamoDBJobStore:
         """``dynamodb://TABLE?region=R&endpoint_url=URL&ttl_days=N`` (all optional but
         the table). Credentials come from boto3's usual chain, never from the URL; region
-        and endpoint default to boto3's settings (``AWS_REGION``,
-        ``AWS_ENDPOINT_URL_DYNAMODB``...).
-
-        ``session`` is a ``boto3.session.Session`` to build the client on (default: a new
-        one). A Lambda container passes the one its other clients share: botocore then
-        reads its endpoint and partition data once, not once per client (cold start).
+        and endpoint default to boto3's settings (``AWS_REGION``...). ``session``: the
+        ``boto3.session.Session`` to build the client on (see
+        :func:`~batchfsm.persistence.dynamodb_url.build_client`; default: a new one).
         """
-        parts = urlsplit(url)
-        if parts.scheme != "dynamodb" or not parts.netloc or "@" in parts.netloc:
-            raise StoreURLError(f"not a dynamodb://TABLE URL: {_redacted(url)}")
-        params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        unknown = set(params) - _URL_PARAMS
-        if unknown:
-            raise StoreURLError(
-                f"dynamodb:// URL: unknown parameter(s) {sorted(unknown)}; "
-                f"known: {sorted(_URL_PARAMS)}"
-            )
-        try:
-            ttl_days = float(params["ttl_days"]) if params.get("ttl_days") else None
-        except ValueError as exc:
-            raise StoreURLError(
-                f"dynamodb:// URL: ttl_days={params['ttl_days']!r} is not a number"
-            ) from exc
-        from botocore.config import Config
-
-        if session is None:
-            import boto3
-
-            session = boto3.session.Session()
-        # All retries are ours (backoff with jitter in DynamoCalls), so botocore's are off.
-        client = session.client(
-            "dynamodb",
-            region_name=params.get("region") or None,
-            endpoint_url=params.get("endpoint_url") or None,
-            config=Config(
-                retries={"mode": "standard", "total_max_attempts": 1},
-                connect_timeout=5,
-                read_timeout=20,
-            ),
-        )
+        parsed = parse_dynamodb_url(url)
         return cls(
-            client,
-            parts.netloc,
-            ttl_days=ttl_days,
+            build_client(parsed, session),
+            parsed.table,
+            ttl_days=parsed.ttl_days,
             clock=clock,
-            url=_redacted(url),
+            url=parsed.redacted,
             owns_client=True,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
     def init(self) -> None:
         """Create the table with its indexes and enable TTL; does nothing if both exist."""
-        calls = self._open()
-        try:
-            described = calls.call("describe_table", TableName=self.table)["Table"]
-        except StoreError as exc:
-            if not isinstance(exc, StoreNotInitialisedError):
-                raise
-            calls.call("create_table", **L.table_definition(self.table))
-            described = {}
-        if described:
-            have = {i["IndexName"] for i in described.get("GlobalSecondaryIndexes", [])}
-            missing = {L.CATALOG_INDEX, L.ATTENTION_INDEX, L.LEDGER_BATCH_INDEX} - have
-            if missing:
-                raise StoreError(
-                    f"DynamoDB table {self.table!r} exists but lacks the "
-                    f"index(es) {sorted(missing)}: it is not a batchfsm table"
-                )
-        self._wait_active()
-        ttl = calls.call("describe_time_to_live", TableName=self.table)
-        if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-            calls.call(
-                "update_time_to_live",
-                TableName=self.table,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": L.TTL_ATTRIBUTE},
-            )
-
-    def _wait_active(self) -> None:
-        with self._calls.translated("waiting for the table"):
-            waiter = self._calls.client.get_waiter("table_exists")
-            waiter.wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        provision_table(self._open(), self.table)
 
     def close(self) -> None:
         if not self._closed and self._owns_client:
@@ -234,7 +171,7 @@ class DynamoDBJobStore(BaseJobStore):
     # -- batches -------------------------------------------------------------------------
     def _insert_batch(self, item: BatchItem, history: Sequence[str]) -> None:
         expires = self._expires_at(item)
-        stored = L.batch_to_item(item, seq=self._next_seq(), expires_at=expires)
+        stored = batch_to_item(item, seq=self._next_seq(), expires_at=expires)
         put = L.with_condition(
             {"TableName": self.table, "Item": stored}, *self._absent_or_expired()
         )
@@ -242,7 +179,7 @@ class DynamoDBJobStore(BaseJobStore):
         if not history:
             self._open().call("put_item", conflict, **put)
             return
-        group = L.history_to_item(item.batch_id, item.version, history, expires_at=expires)
+        group = history_to_item(item.batch_id, item.version, history, expires_at=expires)
         self._open().transact(
             [{"Put": put}, {"Put": {"TableName": self.table, "Item": group}}], conflict
         )
@@ -252,7 +189,7 @@ class DynamoDBJobStore(BaseJobStore):
             "get_item", TableName=self.table, Key=L.batch_key(batch_id), ConsistentRead=True
         )
         item = answer.get("Item")
-        return L.item_to_batch(item) if item and self._live(item) else None
+        return item_to_batch(item) if item and self._live(item) else None
 
     def _swap_batch(
         self, item: BatchItem, *, expected_version: int, history: Sequence[str]
@@ -262,8 +199,8 @@ class DynamoDBJobStore(BaseJobStore):
             {
                 "TableName": self.table,
                 **L.update_request(
-                    L.batch_to_item(item, seq=None, expires_at=expires),
-                    remove=L.BATCH_OPTIONAL_ATTRIBUTES,
+                    batch_to_item(item, seq=None, expires_at=expires),
+                    remove=BATCH_OPTIONAL_ATTRIBUTES,
                 ),
             },
             "#cv = :expected",
@@ -284,7 +221,7 @@ class DynamoDBJobStore(BaseJobStore):
         if history:
             # Unconditional: the version check above decides. A group left over from an
             # expired, re-tracked batch id (TTL deletes late) is simply overwritten.
-            group = L.history_to_item(item.batch_id, item.version, history, expires_at=expires)
+            group = history_to_item(item.batch_id, item.version, history, expires_at=expires)
             put = {"TableName": self.table, "Item": group}
             self._open().transact([{"Update": update}, {"Put": put}], conflict)
         else:
@@ -354,12 +291,12 @@ class DynamoDBJobStore(BaseJobStore):
             request["FilterExpression"] = "#job = :job"
             request["ExpressionAttributeNames"]["#job"] = "job_id"
             request["ExpressionAttributeValues"][":job"] = L.s(job_id)
-        return [L.item_to_batch(i) for i in self._open().query(**request) if self._live(i)]
+        return [item_to_batch(i) for i in self._open().query(**request) if self._live(i)]
 
     # -- jobs and intents ----------------------------------------------------------------
     def _insert_job(self, item: JobItem) -> None:
         put = L.with_condition(
-            {"TableName": self.table, "Item": L.job_to_item(item, seq=self._next_seq())},
+            {"TableName": self.table, "Item": job_to_item(item, seq=self._next_seq())},
             "attribute_not_exists(#pk)",
             {"#pk": L.PK},
             {},
@@ -370,10 +307,10 @@ class DynamoDBJobStore(BaseJobStore):
         answer = self._open().call(
             "get_item", TableName=self.table, Key=L.job_key(job_id), ConsistentRead=True
         )
-        return L.item_to_job(answer["Item"]) if "Item" in answer else None
+        return item_to_job(answer["Item"]) if "Item" in answer else None
 
     def _scan_jobs(self) -> list[JobItem]:
-        return [L.item_to_job(i) for i in self._catalog("job")]
+        return [item_to_job(i) for i in self._catalog("job")]
 
     def _catalog(self, kind: str, **extra: Any) -> Iterator[dict[str, Any]]:
         names = {"#c": "catalog", **extra.pop("names", {})}
@@ -395,7 +332,7 @@ class DynamoDBJobStore(BaseJobStore):
 
         if expected_version == 0:
             request = L.with_condition(
-                {"TableName": self.table, "Item": L.intent_to_item(item, seq=self._next_seq())},
+                {"TableName": self.table, "Item": intent_to_item(item, seq=self._next_seq())},
                 "attribute_not_exists(#pk)",
                 {"#pk": L.PK},
                 {},
@@ -403,7 +340,7 @@ class DynamoDBJobStore(BaseJobStore):
             request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
             self._open().call("put_item", conflict, **request)
             return
-        stored = L.intent_to_item(item, seq=0)
+        stored = intent_to_item(item, seq=0)
         del stored["seq"], stored["catalog"]  # an update keeps the creation order
         request = L.with_condition(
             {"TableName": self.table, **L.update_request(stored)},
@@ -431,7 +368,7 @@ class DynamoDBJobStore(BaseJobStore):
         extra: dict[str, Any] = {"names": names, "values": values}
         if filters:
             extra["FilterExpression"] = " AND ".join(filters)
-        return [L.item_to_intent(i) for i in self._catalog("intent", **extra)]
+        return [item_to_intent(i) for i in self._catalog("intent", **extra)]
 
     # -- ledger (in dynamodb_ledger.py) --------------------------------------------------
     def _put_ledger(self, writes: Sequence[LedgerWrite]) -> None:
@@ -439,7 +376,7 @@ class DynamoDBJobStore(BaseJobStore):
 
     def _get_ledger(self, job_id: str, custom_ids: Sequence[str]) -> list[LedgerItem]:
         keys = [L.ledger_entry_key(job_id, c) for c in custom_ids]
-        return [L.item_to_ledger(i) for i in self._open().batch_get(keys)]
+        return [item_to_ledger(i) for i in self._open().batch_get(keys)]
 
     def _scan_ledger(
         self,
@@ -456,22 +393,6 @@ class DynamoDBJobStore(BaseJobStore):
 
     def _count_ledger(self, job_id: str | None) -> dict[str, int]:
         return count_ledger(self._open(), job_id)
-
-
-def _redacted(url: str) -> str:
-    """The URL without anything secret-looking (userinfo in the endpoint, unknown keys)."""
-    parts = urlsplit(url)
-    params = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "endpoint_url":
-            inner = urlsplit(value)
-            host = inner.hostname or ""
-            netloc = f"{host}:{inner.port}" if inner.port else host
-            params.append((key, urlunsplit((inner.scheme, netloc, inner.path, "", ""))))
-        else:
-            params.append((key, value if key in _URL_PARAMS else "***"))
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(params, safe=":/"), ""))
 
 
 __all__ = ["DynamoDBJobStore"]

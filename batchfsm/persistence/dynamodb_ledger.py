@@ -29,6 +29,7 @@ from typing import Any
 from batchfsm.errors import StaleJobError, StoreError
 from batchfsm.persistence import dynamodb_layout as L
 from batchfsm.persistence.dynamodb_calls import DynamoCalls
+from batchfsm.persistence.dynamodb_items import item_to_ledger, ledger_to_item, membership_to_item
 from batchfsm.persistence.items import LedgerItem, LedgerWrite, ledger_key
 
 INSERT_LOCK_SECONDS = 60.0
@@ -183,16 +184,16 @@ def _chunks(
 def _insert_items(write: LedgerWrite) -> list[L.Item]:
     entry = write.item
     members = [
-        L.membership_to_item(earlier, entry.job_id, entry.custom_id)
+        membership_to_item(earlier, entry.job_id, entry.custom_id)
         for earlier in dict.fromkeys(entry.batches[:-1])
     ]
-    return [L.ledger_to_item(entry), *members]
+    return [ledger_to_item(entry), *members]
 
 
 def _actions(table: str, write: LedgerWrite) -> list[dict[str, Any]]:
     """An update: the entry conditioned on its stored version, plus membership puts."""
     put = L.with_condition(
-        {"TableName": table, "Item": L.ledger_to_item(write.item)},
+        {"TableName": table, "Item": ledger_to_item(write.item)},
         "#v = :expected",
         {"#v": "version"},
         {":expected": L.n(write.expected_version)},
@@ -265,7 +266,7 @@ def _by_job(
     calls: DynamoCalls, job_id: str, *, state: str | None, after: str | None, limit: int
 ) -> list[LedgerItem]:
     items = _job_query(calls, job_id, state=state, after=after, limit=limit)
-    return [L.item_to_ledger(i) for i in items]
+    return [item_to_ledger(i) for i in items]
 
 
 def _job_query(
@@ -334,7 +335,7 @@ def _by_batch(
     }
     if filters:
         request["FilterExpression"] = " AND ".join(filters)
-    current = [L.item_to_ledger(i) for i in calls.query(limit=limit, **request)]
+    current = [item_to_ledger(i) for i in calls.query(limit=limit, **request)]
 
     m_names = {"#pk": L.PK}
     m_values = {":pk": L.s(f"LB#{batch_id}")}
@@ -356,7 +357,7 @@ def _by_batch(
     # cut short by a filter could hide an entry that belongs in this page.
     keys = [L.ledger_entry_key(m["job_id"]["S"], m["custom_id"]["S"]) for m in members]
     moved = sorted(
-        (L.item_to_ledger(i) for i in calls.batch_get(keys)), key=lambda e: (e.job_id, e.custom_id)
+        (item_to_ledger(i) for i in calls.batch_get(keys)), key=lambda e: (e.job_id, e.custom_id)
     )
 
     merged: list[LedgerItem] = []

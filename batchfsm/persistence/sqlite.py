@@ -7,7 +7,9 @@ rolled back whole (record, history and outbox together). The file runs in WAL mo
 readers never block the writer, and waits ``busy_timeout`` for a lock instead of failing.
 
 The schema is versioned with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS`
-on first use; a file written by a newer batchfsm is refused rather than misread.
+on first use; a file written by a newer batchfsm is refused rather than misread. This
+module owns the connection, its transactions and the batch, job and intent tables; the
+ledger's SQL is :mod:`batchfsm.persistence.sqlite_ledger`, run inside those transactions.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from batchfsm.persistence.base import (
     JobItem,
     LedgerItem,
     LedgerWrite,
-    ledger_key,
 )
+from batchfsm.persistence.sqlite_ledger import count_ledger, get_ledger, put_ledger, scan_ledger
 from batchfsm.persistence.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
@@ -43,10 +45,9 @@ logger = logging.getLogger(__name__)
 MEMORY = ":memory:"
 
 
-# Queries are assembled only from these constants, column names and "?" placeholders
+# Queries are assembled only from this constant, column names and "?" placeholders
 # (hence the S608 waivers below); every value travels as a bound parameter.
 _BATCH_COLUMNS = "batch_id, job_id, state, version, needs_attention, data"
-_LEDGER_COLUMNS = "l.job_id, l.custom_id, l.state, l.version, l.data"
 
 
 class SQLiteJobStore(BaseJobStore):
@@ -329,62 +330,14 @@ class SQLiteJobStore(BaseJobStore):
             ).fetchall()
         return [IntentItem(*row) for row in rows]
 
-    # -- ledger --------------------------------------------------------------------------
+    # -- ledger (in sqlite_ledger.py) ----------------------------------------------------
     def _put_ledger(self, writes: Sequence[LedgerWrite]) -> None:
         with self._write(f"save {len(writes)} ledger entries") as conn:
-            for write in writes:
-                item = write.item
-                if write.expected_version == 0:
-                    written = conn.execute(
-                        "INSERT INTO ledger (job_id, custom_id, state, version, data) "
-                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, custom_id) DO NOTHING",
-                        (item.job_id, item.custom_id, item.state, item.version, item.data),
-                    ).rowcount
-                else:
-                    written = conn.execute(
-                        "UPDATE ledger SET state = ?, version = ?, data = ? "
-                        "WHERE job_id = ? AND custom_id = ? AND version = ?",
-                        (
-                            item.state,
-                            item.version,
-                            item.data,
-                            item.job_id,
-                            item.custom_id,
-                            write.expected_version,
-                        ),
-                    ).rowcount
-                if written == 0:
-                    row = conn.execute(
-                        "SELECT version FROM ledger WHERE job_id = ? AND custom_id = ?",
-                        (item.job_id, item.custom_id),
-                    ).fetchone()
-                    raise StaleJobError(
-                        ledger_key(item.job_id, item.custom_id),
-                        kind="ledger entry",
-                        expected_version=write.expected_version,
-                        actual_version=row[0] if row else None,
-                    )
-                # Membership only grows; the base re-checks ``batches`` on read anyway.
-                conn.executemany(
-                    "INSERT INTO ledger_batches (batch_id, job_id, custom_id) VALUES (?, ?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    [(batch, item.job_id, item.custom_id) for batch in item.batches],
-                )
+            put_ledger(conn, writes)
 
     def _get_ledger(self, job_id: str, custom_ids: Sequence[str]) -> list[LedgerItem]:
-        found: list[LedgerItem] = []
         with self._read(f"read the ledger of job {job_id}") as conn:
-            # Chunked: SQLite caps the number of ? parameters in one statement.
-            for start in range(0, len(custom_ids), 500):
-                chunk = custom_ids[start : start + 500]
-                marks = ", ".join("?" for _ in chunk)
-                rows = conn.execute(
-                    f"SELECT {_LEDGER_COLUMNS} FROM ledger AS l "  # noqa: S608
-                    f"WHERE l.job_id = ? AND l.custom_id IN ({marks})",
-                    [job_id, *chunk],
-                ).fetchall()
-                found.extend(_ledger_item(row) for row in rows)
-        return found
+            return get_ledger(conn, job_id, custom_ids)
 
     def _scan_ledger(
         self,
@@ -395,46 +348,14 @@ class SQLiteJobStore(BaseJobStore):
         after: tuple[str, str] | None,
         limit: int,
     ) -> list[LedgerItem]:
-        source = "ledger AS l"
-        where: list[str] = []
-        params: list[str | int] = []
-        if batch_id is not None:
-            source = (
-                "ledger_batches AS m JOIN ledger AS l "
-                "ON l.job_id = m.job_id AND l.custom_id = m.custom_id"
-            )
-            where.append("m.batch_id = ?")
-            params.append(batch_id)
-        if job_id is not None:
-            where.append("l.job_id = ?")
-            params.append(job_id)
-        if state is not None:
-            where.append("l.state = ?")
-            params.append(state)
-        if after is not None:
-            where.append("(l.job_id, l.custom_id) > (?, ?)")
-            params.extend(after)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
         with self._read("read the ledger") as conn:
-            rows = conn.execute(
-                f"SELECT {_LEDGER_COLUMNS} FROM {source}{clause} "  # noqa: S608
-                "ORDER BY l.job_id, l.custom_id LIMIT ?",
-                [*params, limit],
-            ).fetchall()
-        # The join proves membership of ``batch_id``; other batches stay in ``data``.
-        member = (batch_id,) if batch_id is not None else ()
-        return [_ledger_item(row, member) for row in rows]
+            return scan_ledger(
+                conn, job_id=job_id, batch_id=batch_id, state=state, after=after, limit=limit
+            )
 
     def _count_ledger(self, job_id: str | None) -> dict[str, int]:
         with self._read("count the ledger") as conn:
-            if job_id is None:
-                rows = conn.execute("SELECT state, count(*) FROM ledger GROUP BY state")
-            else:
-                rows = conn.execute(
-                    "SELECT state, count(*) FROM ledger WHERE job_id = ? GROUP BY state",
-                    (job_id,),
-                )
-            return dict(rows.fetchall())
+            return count_ledger(conn, job_id)
 
 
 def _batch_row(item: BatchItem) -> tuple[str, str | None, str, int, int, str]:
@@ -451,11 +372,6 @@ def _batch_row(item: BatchItem) -> tuple[str, str | None, str, int, int, str]:
 def _batch_item(row: tuple[str, str | None, str, int, int, str]) -> BatchItem:
     batch_id, job_id, state, version, needs_attention, data = row
     return BatchItem(batch_id, job_id, state, version, bool(needs_attention), data)
-
-
-def _ledger_item(row: tuple[str, str, str, int, str], batches: tuple[str, ...] = ()) -> LedgerItem:
-    job_id, custom_id, state, version, data = row
-    return LedgerItem(job_id, custom_id, state, version, batches, data)
 
 
 def _append_history(conn: sqlite3.Connection, batch_id: str, history: Sequence[str]) -> None:

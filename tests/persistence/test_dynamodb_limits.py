@@ -18,7 +18,7 @@ from batchfsm.fsm.models import BatchRecord, EventEntry
 from batchfsm.fsm.spec import BatchStatus
 from batchfsm.persistence.dynamodb import DynamoDBJobStore
 from batchfsm.persistence.dynamodb_calls import RetryPolicy
-from batchfsm.persistence.dynamodb_layout import batch_to_item, ledger_to_item
+from batchfsm.persistence.dynamodb_items import batch_to_item, ledger_to_item
 from batchfsm.persistence.items import LedgerItem, encode_batch
 from batchfsm.records import LedgerEntry
 
