@@ -41,21 +41,21 @@ class ScriptedGateway:
         return step
 
     def download(self, file_id: str | None, dest: Path) -> Path | None:
-        raise NotImplementedError("not used by these tests")
+        raise AssertionError("the tracker must not call this while polling")
 
     def upload(self, path: Path) -> str:
-        raise NotImplementedError("not used by these tests")
+        raise AssertionError("the tracker must not call this while polling")
 
     def create(
         self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]
     ) -> BatchSnapshot:
-        raise NotImplementedError("not used by these tests")
+        raise AssertionError("the tracker must not call this while polling")
 
     def cancel(self, batch_id: str) -> BatchSnapshot:
-        raise NotImplementedError("not used by these tests")
+        raise AssertionError("the tracker must not call this while polling")
 
     def iter_batches(self, limit: int = 100) -> Iterator[BatchSnapshot]:
-        raise NotImplementedError("not used by these tests")
+        raise AssertionError("the tracker must not call this while polling")
 
 
 def snap(status: str, **fields: Any) -> BatchSnapshot:
