@@ -52,7 +52,7 @@ from batchfsm.errors import (
 )
 from batchfsm.fsm.models import BatchRecord, BatchSnapshot, EventEntry
 from batchfsm.input_file import write_chunk
-from batchfsm.records import ItemState, JobRecord, LedgerEntry, SubmitIntent
+from batchfsm.records import ItemError, ItemState, JobRecord, LedgerEntry, SubmitIntent
 
 if TYPE_CHECKING:
     from batchfsm.tracker import Tracker
@@ -190,8 +190,8 @@ def launch_intent(tracker: Tracker, job: JobRecord, intent: SubmitIntent) -> Bat
         write_chunk(lines, path)
         try:
             file_id = tracker.gateway.upload(path)
-        except GatewayError:
-            _abandon(tracker, intent, reason="upload failed")
+        except GatewayError as exc:
+            _abandon(tracker, intent, reason=f"upload failed: {exc}", failure=_rejection(exc))
             raise
     try:  # conditional: if the lease ran out and someone took the intent, stop here
         intent = tracker.store.save_intent(
@@ -227,9 +227,23 @@ def _create(tracker: Tracker, job: JobRecord, intent: SubmitIntent) -> BatchReco
         raise
     except GatewayError as exc:
         if exc.status_code is not None and 400 <= exc.status_code < 500:
-            _abandon(tracker, intent, reason=f"create refused: {exc}")
+            _abandon(tracker, intent, reason=f"create refused: {exc}", failure=_rejection(exc))
         raise
     return adopt(tracker, job, intent, snapshot)
+
+
+INPUT_REJECTIONS = frozenset({400, 413, 422})
+"""Answers that reject the request itself: sending it again would be refused again.
+(401/403 are about the key, 404 about the uploaded file: those items are not at fault.)"""
+
+
+def _rejection(exc: GatewayError) -> ItemError | None:
+    """The error that fails an intent's items, when the API refused their input."""
+    if exc.status_code not in INPUT_REJECTIONS:
+        return None
+    return ItemError(
+        code=exc.code or f"http_{exc.status_code}", message=str(exc)[:500], category="input"
+    )
 
 
 def adopt(
@@ -278,19 +292,39 @@ def _close(tracker: Tracker, intent: SubmitIntent, **update: object) -> None:
                 return
 
 
-def _abandon(tracker: Tracker, intent: SubmitIntent, *, reason: str) -> None:
-    """Close an intent that sent nothing. Retry items it claimed go back to ``retry``;
-    never-sent items stay ``pending``, free for a resumed submit to claim."""
+def _abandon(
+    tracker: Tracker, intent: SubmitIntent, *, reason: str, failure: ItemError | None = None
+) -> None:
+    """Close an intent that sent nothing.
+
+    When the API refused the input itself (``failure``), the intent's items fail with
+    that reason, loudly: sending them again would only be refused again, and putting them
+    back in ``retry`` would resubmit them for ever without spending an attempt.
+    Otherwise retry items it claimed go back to ``retry`` and never-sent items stay
+    ``pending``, free for a resumed submit to claim.
+    """
 
     def release(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
-        if entry is None or entry.intent_id != intent.intent_id or not entry.batches:
+        if entry is None or entry.intent_id != intent.intent_id:
             return None
         if entry.state is not ItemState.PENDING:
+            return None
+        if failure is not None:
+            return entry.model_copy(update={"state": ItemState.FAILED, "last_error": failure})
+        if not entry.batches:
             return None
         return entry.model_copy(update={"state": ItemState.RETRY})
 
     update_ledger(tracker, intent.job_id, list(intent.custom_ids), release)
-    logger.warning("intent %s abandoned: %s", intent.intent_id, reason)
+    if failure is not None:
+        logger.error(
+            "intent %s abandoned, its %d requests failed: %s",
+            intent.intent_id,
+            len(intent.custom_ids),
+            reason,
+        )
+    else:
+        logger.warning("intent %s abandoned: %s", intent.intent_id, reason)
     _close(tracker, intent, state="abandoned")
 
 

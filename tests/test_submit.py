@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchfsm.errors import GatewayUnavailableError, InputFileError, StoreUnavailableError
+from batchfsm.errors import (
+    GatewayError,
+    GatewayUnavailableError,
+    InputFileError,
+    StoreUnavailableError,
+)
 from batchfsm.fsm.models import BatchRecord, HistoryEntry
 from batchfsm.input_file import Limits
 from batchfsm.intents import (
@@ -195,3 +200,31 @@ def test_metadata_is_accepted_exactly_when_it_fits_beside_batchfsm_s_two_pairs(
 def test_reserved_metadata_keys_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="reserved"):
         check_metadata({INTENT_KEY: "mine"})
+
+
+def test_a_create_the_api_refuses_fails_the_items_loudly_instead_of_looping(
+    tmp_path: Path,
+) -> None:
+    """The sandbox answers 400 for a fate it does not know, as OpenAI answers 400 for a
+    create it rejects: resending would be refused again, so the items fail with the
+    API's reason (no attempt spent) rather than being left pending or retried for ever."""
+    clock = FrozenClock()
+    app = sandbox(clock=clock)
+    tracker = make_tracker(tmp_path, app, clock)
+    path = write_input(tmp_path / "in.jsonl", ["a", "b"])
+
+    with pytest.raises(GatewayError) as caught:
+        submit_job(tracker, path, EMBEDDINGS, metadata={"sandbox_fate": "no-such-fate"})
+
+    assert caught.value.status_code == 400
+    entries = list(tracker.store.iter_ledger())
+    assert [(e.custom_id, e.state, e.attempts) for e in entries] == [
+        ("a", ItemState.FAILED, 0),
+        ("b", ItemState.FAILED, 0),
+    ]
+    error = entries[0].last_error
+    assert error is not None and error.category == "input"
+    assert "400" in (error.message or "")
+    assert [i.state for i in tracker.store.list_intents()] == ["abandoned"]
+    assert tracker.store.list_batches() == []
+    assert app.stats.count(BATCHES_ROUTE) == 1
