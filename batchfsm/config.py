@@ -8,14 +8,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from batchfsm.errors import BatchFSMError
+from batchfsm.errors import ConfigError
+
+__all__ = ["DEFAULT_RESULTS_DIR", "DEFAULT_STORE_URL", "ConfigError", "Settings"]
 
 DEFAULT_STORE_URL = "sqlite:///batchfsm.db"
 DEFAULT_RESULTS_DIR = Path("batchfsm-results")
-
-
-class ConfigError(BatchFSMError, ValueError):
-    """An environment variable or option has a value we cannot use."""
 
 
 class Settings(BaseModel):

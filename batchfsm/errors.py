@@ -24,6 +24,7 @@ as attributes; the original exception, where there is one, is on ``__cause__``.
     │   ├── RateLimitedError        429 after retries
     │   └── GatewayUnavailableError 5xx, timeouts, connection failures after retries
     ├── InputFileError              bad JSONL: path, line, field
+    ├── ConfigError                 a setting (environment or option) we cannot use
     ├── HandlerError                a recovery handler failed; effect_key
     └── GraphvizNotFoundError       svg/png asked for, but Graphviz is not installed
 """
@@ -178,6 +179,10 @@ class InputFileError(BatchFSMError, ValueError):
             where.append(f"field {field!r}")
         prefix = ": ".join([", ".join(where)]) + ": " if where else ""
         super().__init__(f"{prefix}{message}")
+
+
+class ConfigError(BatchFSMError, ValueError):
+    """An environment variable or option has a value we cannot use (or none is set)."""
 
 
 class HandlerError(BatchFSMError):

@@ -78,7 +78,7 @@ def same_machine(path: list[BatchStatus]) -> Callable[[], None]:
     events = [rulebook().machine.events[TRIGGERS[s]] for s in path]
 
     def fire() -> None:
-        cursor = _Cursor("b", S.VALIDATING)
+        cursor = _Cursor(S.VALIDATING)
         for event in events:
             event.trigger(cursor, implied=False, line=2, at=None, entered_at=None)
 

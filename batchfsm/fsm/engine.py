@@ -47,10 +47,9 @@ Outcome = Literal["heartbeat", "advanced", "rejected"]
 class _Cursor:
     """The only thing the machine ever sees: a state plus what the callbacks recorded."""
 
-    __slots__ = ("batch_id", "effects", "hops", "state")
+    __slots__ = ("effects", "hops", "state")
 
-    def __init__(self, batch_id: str, state: BatchStatus) -> None:
-        self.batch_id = batch_id
+    def __init__(self, state: BatchStatus) -> None:
         self.state: str = state.value
         self.hops: list[Hop] = []
         self.effects: list[OutboxEntry] = []
@@ -164,7 +163,7 @@ class Rulebook:
         entered: Mapping[BatchStatus, int | None],
         last_implied: bool = False,
     ) -> tuple[BatchStatus, list[Hop], list[OutboxEntry]]:
-        cursor = _Cursor(record.batch_id, record.state)
+        cursor = _Cursor(record.state)
         for index, dest in enumerate(path[1:], start=1):
             current = by_spelling(cursor.state)
             if current in TERMINAL:

@@ -8,7 +8,7 @@ beside the record in the store, so the record itself stays small.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -98,18 +98,6 @@ class SlottedModel:
                 setattr(clone, name, value)
         return clone
 
-    @classmethod
-    def construct_trusted(cls, **values: Any) -> Self:
-        """Build without validation, for values the engine itself produced (hot path)."""
-        clone = object.__new__(cls)
-        if len(values) != len(_NAMES.get(cls) or _names(cls)):  # fill defaults
-            for name, default in _defaults(cls):
-                if name not in values:
-                    values[name] = default()
-        for name, value in values.items():
-            setattr(clone, name, value)
-        return clone
-
 
 _NAMES: dict[type[Any], tuple[str, ...]] = {}
 
@@ -117,28 +105,6 @@ _NAMES: dict[type[Any], tuple[str, ...]] = {}
 def _names(cls: type[Any]) -> tuple[str, ...]:
     names = _NAMES[cls] = tuple(f.name for f in fields(cls))
     return names
-
-
-def _missing() -> Any:
-    raise TypeError("a required field is missing")
-
-
-_DEFAULTS: dict[type[Any], tuple[tuple[str, Any], ...]] = {}
-
-
-def _defaults(cls: type[Any]) -> tuple[tuple[str, Any], ...]:
-    if cls in _DEFAULTS:
-        return _DEFAULTS[cls]
-    out: list[tuple[str, Any]] = []
-    for f in fields(cls):
-        if f.default_factory is not MISSING:
-            out.append((f.name, f.default_factory))
-        elif f.default is not MISSING:
-            out.append((f.name, lambda value=f.default: value))
-        else:
-            out.append((f.name, _missing))
-    _DEFAULTS[cls] = tuple(out)
-    return _DEFAULTS[cls]
 
 
 _SLOTTED = ConfigDict(extra="ignore")

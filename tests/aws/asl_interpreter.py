@@ -11,7 +11,7 @@ Supported: JSONPath ``$``, ``$.a.b`` and ``$.a[0]``; Parameters/ResultSelector w
 NumericEquals, NumericGreaterThan, BooleanEquals, IsPresent, And, Or, Not; Wait with
 Seconds, SecondsPath, Timestamp, TimestampPath; Retry with IntervalSeconds,
 MaxAttempts, BackoffRate, MaxDelaySeconds (jitter is ignored: the longest delay is
-used, so runs repeat). Anything else raises ``NotImplementedError``: an unsupported
+used, so runs repeat). Anything else raises ``UnsupportedASLError``: an unsupported
 construct must fail the test, not be skipped silently.
 """
 
@@ -27,6 +27,11 @@ from typing import Any
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 _MISSING = object()
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+class UnsupportedASLError(ValueError):
+    """The definition uses an ASL feature this test interpreter does not model; the
+    generator never emits one, so meeting it means the generator changed."""
 
 
 class TaskFailed(Exception):
@@ -57,12 +62,12 @@ Invoke = Callable[[str, Any], Any]
 def resolve(path: str, data: Any) -> Any:
     """The value at a JSONPath (``_MISSING`` if absent)."""
     if not path.startswith("$"):
-        raise NotImplementedError(f"JSONPath {path!r}")
+        raise UnsupportedASLError(f"JSONPath {path!r}")
     value, pos = data, 1
     while pos < len(path):
         match = _STEP.match(path, pos)
         if match is None:
-            raise NotImplementedError(f"JSONPath {path!r}")
+            raise UnsupportedASLError(f"JSONPath {path!r}")
         name, index = match.groups()
         if name is not None:
             value = value.get(name, _MISSING) if isinstance(value, dict) else _MISSING
@@ -105,7 +110,7 @@ def _place(path: str | None, state_input: Any, result: Any) -> Any:
         return result
     parts = path[2:].split(".")
     if not path.startswith("$.") or not all(parts):
-        raise NotImplementedError(f"ResultPath {path!r}")
+        raise UnsupportedASLError(f"ResultPath {path!r}")
     out = copy.deepcopy(state_input)
     target = out
     for part in parts[:-1]:
@@ -134,7 +139,7 @@ def _matches(rule: dict[str, Any], data: Any) -> bool:
     ):
         if op in rule:
             return bool(test(value, rule[op]))
-    raise NotImplementedError(f"Choice rule {sorted(rule)}")
+    raise UnsupportedASLError(f"Choice rule {sorted(rule)}")
 
 
 def _number(value: Any) -> bool:
@@ -216,7 +221,7 @@ class Interpreter:
             return data, _next(state)
         if kind == "Task":
             return self._task(state, data, execution)
-        raise NotImplementedError(f"state type {kind}")
+        raise UnsupportedASLError(f"state type {kind}")
 
     def _wait_seconds(self, state: dict[str, Any], data: Any) -> float:
         if "Seconds" in state:
@@ -234,7 +239,7 @@ class Interpreter:
         self, state: dict[str, Any], data: Any, execution: Execution
     ) -> tuple[Any, str | None]:
         if state["Resource"] != LAMBDA_INVOKE:
-            raise NotImplementedError(f"task resource {state['Resource']}")
+            raise UnsupportedASLError(f"task resource {state['Resource']}")
         effective = resolve(state["InputPath"], data) if "InputPath" in state else data
         params = _template(state["Parameters"], effective)
         attempts: dict[int, int] = {}

@@ -8,18 +8,10 @@ from hypothesis import strategies as st
 from batchfsm.fsm.engine import rulebook
 from batchfsm.fsm.models import BatchRecord, BatchSnapshot
 from batchfsm.fsm.paths import graph
-from batchfsm.fsm.spec import EDGES, INITIAL, TERMINAL, BatchStatus
+from batchfsm.fsm.spec import EDGES, ENTERED_AT_FIELD, INITIAL, TERMINAL, BatchStatus
 
 EDGE_SET = {(e.source, e.dest) for e in EDGES}
-TIMESTAMP_FIELDS = [
-    "in_progress_at",
-    "finalizing_at",
-    "completed_at",
-    "failed_at",
-    "expired_at",
-    "cancelling_at",
-    "cancelled_at",
-]
+TIMESTAMP_FIELDS = [f for s, f in ENTERED_AT_FIELD.items() if s is not INITIAL]
 
 statuses = st.one_of(
     st.sampled_from([s.value for s in BatchStatus]),
