@@ -59,6 +59,7 @@ from batchfsm.config import ConfigError, Settings
 from batchfsm.records import ItemState
 
 if TYPE_CHECKING:
+    from batchfsm.fsm.models import BatchRecord
     from batchfsm.persistence.base import JobStore
     from batchfsm.persistence.sinks import ResultSink
     from batchfsm.ports import BatchGateway, Clock
@@ -205,7 +206,7 @@ class LambdaApp:
         if record.terminal or record.lost:
             report = tracker.drain(batch_id)
         else:
-            report = tracker.observe(batch_id)
+            report = tracker.observe(batch_id, known=record)
         return self._result(report)
 
     def poll_many(self, job_id: str | None) -> dict[str, Any]:
@@ -218,7 +219,9 @@ class LambdaApp:
         else:
             tracker.store.load_job(job_id)  # JobNotFoundError for a wrong id
             reports = [
-                tracker.drain(r.batch_id) if r.terminal or r.lost else tracker.observe(r.batch_id)
+                tracker.drain(r.batch_id)
+                if r.terminal or r.lost
+                else tracker.observe(r.batch_id, known=r)
                 for r in tracker.store.list_attention()
                 if r.job_id == job_id
             ]
@@ -265,7 +268,7 @@ class LambdaApp:
     def _result(self, report: PollReport) -> dict[str, Any]:
         tracker = self.runtime.tracker
         record = report.record or tracker.store.load(report.batch_id)
-        counts = _ledger_counts(self.runtime, record.job_id, record.batch_id)
+        counts = _ledger_counts(self.runtime, record)
         error = report.error
         if report.effects_failed and error is None:
             error = "effects failed: " + ", ".join(report.effects_failed)
@@ -278,18 +281,26 @@ class LambdaApp:
         parents = {b.parent_batch_id for b in batches}
         newest = [b for b in batches if b.batch_id not in parents]
         now = tracker.clock.now()
-        return [
-            batch_result(b, _ledger_counts(self.runtime, job_id, b.batch_id), now) for b in newest
-        ]
+        return [batch_result(b, _ledger_counts(self.runtime, b), now) for b in newest]
 
 
-def _ledger_counts(runtime: Runtime, job_id: str | None, batch_id: str) -> dict[ItemState, int]:
+def _ledger_counts(runtime: Runtime, record: BatchRecord) -> dict[ItemState, int]:
     """Current state of every item this batch carried (an item retried elsewhere since
-    counts in its latest state)."""
+    counts in its latest state).
+
+    Until a batch is terminal (or lost) nothing has settled any of its items, so they
+    are all ``pending`` and the record's item count says how many: a ``wait`` poll then
+    reads no ledger at all, where a 50k-item batch would cost a 50k-item query on every
+    poll of its 24 h. Only records that do not know their count (tracked before it was
+    kept) are counted from the ledger.
+    """
     counts = dict.fromkeys(ItemState, 0)
-    if job_id is None:
+    if record.job_id is None:
         return counts
-    for entry in runtime.store.iter_ledger(job_id, batch_id=batch_id):
+    if record.items is not None and not (record.terminal or record.lost):
+        counts[ItemState.PENDING] = record.items
+        return counts
+    for entry in runtime.store.iter_ledger(record.job_id, batch_id=record.batch_id):
         counts[entry.state] += 1
     return counts
 

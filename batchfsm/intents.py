@@ -260,7 +260,10 @@ def adopt(
     parents = intent.parent_batch_ids
     try:
         record = tracker.track(
-            snapshot, job_id=job.job_id, parent_batch_id=parents[0] if parents else None
+            snapshot,
+            job_id=job.job_id,
+            parent_batch_id=parents[0] if parents else None,
+            items=len(intent.custom_ids),
         )
     except DuplicateJobError:
         record = tracker.store.load(batch_id)

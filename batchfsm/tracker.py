@@ -4,6 +4,11 @@ The order is what makes crashes harmless. A snapshot is applied by the pure rule
 the new state, its history and the effects it owes are committed in one conditional
 write; only then do effects run, each claimed with a lease (so two pollers never run it
 at once) and marked done after it returns (so a crash leaves it owed, not lost).
+
+Inline effects (:attr:`~batchfsm.handlers.base.HandlerRegistry.inline`: ``watch``) are
+the exception: their whole output is recorded on the batch, so they run before that
+commit and are marked done in it. A transition into a non-terminal state then costs
+one write, not three (commit, claim, finish), and still runs its effect exactly once.
 """
 
 from __future__ import annotations
@@ -88,14 +93,18 @@ class Tracker:
         *,
         job_id: str | None = None,
         parent_batch_id: str | None = None,
+        items: int | None = None,
     ) -> BatchRecord:
-        """Start tracking a batch from its first snapshot (usually ``create``'s reply)."""
+        """Start tracking a batch from its first snapshot (usually ``create``'s reply);
+        ``items``: how many ledger items it carries."""
         if not snapshot.id:
             raise ValueError("a snapshot without an id cannot be tracked")
-        record = BatchRecord(batch_id=snapshot.id, job_id=job_id, parent_batch_id=parent_batch_id)
+        record = BatchRecord(
+            batch_id=snapshot.id, job_id=job_id, parent_batch_id=parent_batch_id, items=items
+        )
         applied = self.book.apply(record, snapshot, at=self.clock.now())
-        record = applied.record
-        history: tuple[HistoryEntry, ...] = applied.history
+        record, notes, _ran = self._settle_inline(applied.record)
+        history: tuple[HistoryEntry, ...] = (*applied.history, *notes)
         if parent_batch_id:
             history = (
                 EventEntry(
@@ -107,25 +116,51 @@ class Tracker:
             )
         return self.store.create(record, history)
 
-    def apply(self, batch_id: str, snapshot: BatchSnapshot) -> tuple[Applied, BatchRecord]:
-        """Apply one snapshot and commit it; a stale writer reloads and re-applies."""
+    def apply(
+        self, batch_id: str, snapshot: BatchSnapshot, *, known: BatchRecord | None = None
+    ) -> tuple[Applied, BatchRecord]:
+        """Apply one snapshot and commit it; a stale writer reloads and re-applies.
+
+        ``known``: the record as this poller just read it, used instead of reading it
+        again. The commit is conditional on its version, so a stale one costs a refused
+        write and a reload, never a wrong state.
+        """
+        applied, record, _ran = self._apply(batch_id, snapshot, known)
+        return applied, record
+
+    def _apply(
+        self, batch_id: str, snapshot: BatchSnapshot, known: BatchRecord | None
+    ) -> tuple[Applied, BatchRecord, list[str]]:
+        """:meth:`apply`, also naming the inline effects its commit ran."""
+        record = known
         for _ in range(MAX_CONFLICT_RETRIES):
-            record = self.store.load(batch_id)
+            record = record or self.store.load(batch_id)
             applied = self.book.apply(record, snapshot, at=self.clock.now())
             if not applied.changed:
-                return applied, record
+                return applied, record, []
+            settled, notes, ran = self._settle_inline(applied.record)
             try:
                 saved = self.store.commit(
-                    applied.record, expected_version=record.version, history=applied.history
+                    settled,
+                    expected_version=record.version,
+                    history=(*applied.history, *notes),
                 )
             except StaleJobError:
                 logger.info("batch %s: lost a commit race, re-applying", batch_id)
+                record = None
                 continue
-            return applied, saved
+            return applied, saved, ran
         raise StaleJobError(batch_id, expected_version=-1, actual_version=None)
 
-    def observe(self, batch_id: str, snapshot: BatchSnapshot | None = None) -> PollReport:
-        """One poll of one batch: a single retrieve, apply, commit, then owed effects."""
+    def observe(
+        self,
+        batch_id: str,
+        snapshot: BatchSnapshot | None = None,
+        *,
+        known: BatchRecord | None = None,
+    ) -> PollReport:
+        """One poll of one batch: a single retrieve, apply, commit, then owed effects.
+        ``known``: the record just read (see :meth:`apply`)."""
         if snapshot is None:
             if self.gateway is None:
                 raise ValueError("no gateway configured and no snapshot given")
@@ -134,17 +169,18 @@ class Tracker:
             except BatchNotFoundError as exc:
                 return self._mark_lost(batch_id, exc)
             except GatewayError as exc:
-                record = self.store.load(batch_id)
+                record = known or self.store.load(batch_id)
                 logger.warning("batch %s: retrieve failed: %s", batch_id, exc)
                 return self._report(
                     PollReport(batch_id, record.state.value, "error", error=str(exc), record=record)
                 )
-        applied, record = self.apply(batch_id, snapshot)
+        applied, record, ran = self._apply(batch_id, snapshot, known)
         report = PollReport(
             batch_id, record.state.value, applied.outcome, changed=applied.changed, record=record
         )
+        report.effects_run.extend(ran)
         if not record.terminal:
-            self._heartbeat_handlers(record, report)
+            record = self._heartbeat_handlers(record, report)
         record = self._drain(record, report)
         report.record = record
         report.state = record.state.value
@@ -164,7 +200,7 @@ class Tracker:
             if record.terminal or record.lost:
                 reports.append(self.drain(record.batch_id))
             else:
-                reports.append(self.observe(record.batch_id))
+                reports.append(self.observe(record.batch_id, known=record))
         return reports
 
     # -- effects -------------------------------------------------------------------------
@@ -180,7 +216,7 @@ class Tracker:
             workdir=self.workdir,
         )
 
-    def _heartbeat_handlers(self, record: BatchRecord, report: PollReport) -> None:
+    def _heartbeat_handlers(self, record: BatchRecord, report: PollReport) -> BatchRecord:
         for name in self.handlers.on_heartbeat:
             handler = self.handlers.get(name)
             if handler is None:
@@ -188,21 +224,24 @@ class Tracker:
             ctx = self._context(record, None)
             handler(ctx)
             if ctx.notes:
-                self._commit_notes(record.batch_id, ctx)
+                record = self._commit_notes(record, ctx)
+        return record
 
-    def _commit_notes(self, batch_id: str, ctx: EffectContext) -> None:
-        """Commit what a heartbeat handler recorded (alerts are raised once per key)."""
+    def _commit_notes(self, known: BatchRecord, ctx: EffectContext) -> BatchRecord:
+        """Commit what a heartbeat handler recorded (alerts are raised once per key),
+        starting from the record the poll holds; reloads only after a refused write."""
+        record: BatchRecord | None = known
         for _ in range(MAX_CONFLICT_RETRIES):
-            record = self.store.load(batch_id)
+            record = record or self.store.load(known.batch_id)
             notes, fresh = _fresh_notes(record, ctx)
             if not notes:
-                return
+                return record
             updated = record.model_copy(update={"alerts": record.alerts + fresh})
             try:
-                self.store.commit(updated, expected_version=record.version, history=notes)
-                return
+                return self.store.commit(updated, expected_version=record.version, history=notes)
             except StaleJobError:
-                continue
+                record = None
+        return record or self.store.load(known.batch_id)
 
     def _drain(self, record: BatchRecord, report: PollReport) -> BatchRecord:
         for effect in record.pending_effects:
@@ -274,8 +313,92 @@ class Tracker:
                 continue
         raise StaleJobError(batch_id, expected_version=-1, actual_version=None)
 
+    def _settle_inline(
+        self, record: BatchRecord
+    ) -> tuple[BatchRecord, list[EventEntry], list[str]]:
+        """Run the owed inline effects on ``record`` (not yet committed): the record with
+        them done and their alerts, the notes for its history, the keys run.
+
+        One that raises is left owed, untouched: the drain that follows runs it under a
+        lease, which logs the error and records it on the effect.
+        """
+        notes: list[EventEntry] = []
+        ran: list[str] = []
+        for effect in record.pending_effects:
+            handler = self.handlers.get(effect.handler)
+            if handler is None or not self._is_inline(effect.handler):
+                continue
+            ctx = self._context(record, effect)
+            try:
+                handler(ctx)
+            except Exception:  # not swallowed: left owed, the drain re-runs and reports it
+                logger.debug("batch %s: inline %s raised", record.batch_id, effect.key)
+                continue
+            fresh_notes, fresh = _fresh_notes(record, ctx)
+            record = record.with_effect(effect.key, done=True, attempts=effect.attempts + 1)
+            if fresh:
+                record = record.model_copy(update={"alerts": record.alerts + fresh})
+            notes.extend(fresh_notes)
+            ran.append(effect.key)
+        return record, notes, ran
+
+    def _is_inline(self, name: str) -> bool:
+        return name in self.handlers.inline and self.handlers.get(name) is not None
+
+    def _run_inline(self, known: BatchRecord, key: str, report: PollReport) -> BatchRecord:
+        """An inline effect still owed (it raised before, or an older poller recorded it):
+        run it and mark it done, or record its error, in one conditional write."""
+        batch_id = known.batch_id
+        record: BatchRecord | None = known
+        for _ in range(MAX_CONFLICT_RETRIES):
+            record = record or self.store.load(batch_id)
+            entry = next((e for e in record.outbox if e.key == key), None)
+            now = self.clock.now()
+            if entry is None or entry.done:
+                return record
+            leased = entry.lease_owner and entry.lease_owner != self.owner
+            if leased and entry.lease_until is not None and entry.lease_until > now:
+                return record
+            handler = self.handlers.get(entry.handler)
+            if handler is None:  # pragma: no cover - _run_effect checked it
+                return record
+            ctx = self._context(record, entry)
+            error: str | None = None
+            try:
+                handler(ctx)
+            except Exception as exc:  # the effect stays owed; the poller must live on
+                logger.exception(
+                    "batch %s: effect %s failed",
+                    batch_id,
+                    key,
+                    extra={"batch_id": batch_id, "effect": key},
+                )
+                error = f"{type(exc).__name__}: {exc}"[:500]
+            notes, fresh = _fresh_notes(record, ctx)
+            updated = record.with_effect(
+                key,
+                done=error is None,
+                attempts=entry.attempts + 1,
+                last_error=error,
+                lease_owner=None,
+                lease_until=None,
+            )
+            if fresh:
+                updated = updated.model_copy(update={"alerts": record.alerts + fresh})
+            try:
+                saved = self.store.commit(updated, expected_version=record.version, history=notes)
+            except StaleJobError:
+                record = None
+                continue
+            (report.effects_run if error is None else report.effects_failed).append(key)
+            return saved
+        raise StaleJobError(batch_id, expected_version=-1, actual_version=None)
+
     def _run_effect(self, known: BatchRecord, key: str, report: PollReport) -> BatchRecord:
         batch_id = known.batch_id
+        owed = next((e for e in known.outbox if e.key == key), None)
+        if owed is not None and self._is_inline(owed.handler):
+            return self._run_inline(known, key, report)
         record, effect = self._claim(known, key)
         if effect is None:
             return record

@@ -338,3 +338,134 @@ def test_alerts_raised_by_an_effect_are_not_repeated_when_it_runs_again(
     ]
     assert len(alerts) == 1
     assert store.load("batch_1").alerts == ("output_file_gone",)
+
+
+class CountingStore(SQLiteJobStore):
+    """Counts the writes that reach the store (commits), as a bill would."""
+
+    commits = 0
+
+    def commit(
+        self, record: BatchRecord, *, expected_version: int, history: Any = ()
+    ) -> BatchRecord:
+        self.commits += 1
+        return super().commit(record, expected_version=expected_version, history=history)
+
+
+def inline_tracker(
+    store: SQLiteJobStore, gw: ScriptedGateway, clock: FrozenClock, watch: Any, owner: str = "a"
+) -> Tracker:
+    registry = HandlerRegistry(handlers={"watch": watch}, inline=frozenset({"watch"}))
+    return Tracker(store, gw, registry, clock=clock, owner=owner)
+
+
+def test_an_inline_effect_is_done_in_the_very_commit_that_owes_it(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    watch = Recorder()
+    gw = ScriptedGateway({"batch_1": [snap("in_progress", in_progress_at=C + 3)]})
+    with CountingStore(tmp_path / "c.db") as store:
+        tracker = inline_tracker(store, gw, clock, watch)
+        tracker.track(snap("validating"), items=3)
+        report = tracker.observe("batch_1")
+
+        assert store.commits == 1  # not commit + claim + finish
+        assert report.kind == "advanced" and report.effects_run == ["in_progress#watch"]
+        record = store.load("batch_1")
+        (entry,) = [e for e in record.outbox if e.key == "in_progress#watch"]
+        assert entry.done and entry.attempts == 1 and entry.lease_owner is None
+        assert record.items == 3 and record.pending_effects == ()
+        assert watch.calls == [("in_progress", "in_progress#watch")]
+        kinds = [
+            e.kind if not isinstance(e, EventEntry) else e.name for e in store.history("batch_1")
+        ]
+        assert kinds == ["transition", "ran"]
+
+
+def test_an_inline_effect_that_raises_stays_owed_and_the_drain_records_its_error(
+    store: SQLiteJobStore, clock: FrozenClock
+) -> None:
+    calls: list[str] = []
+
+    def watch(ctx: EffectContext) -> None:
+        calls.append(ctx.record.state.value)
+        if ctx.record.state.value == "in_progress" and calls.count("in_progress") <= 2:
+            raise RuntimeError("clock went backwards")
+
+    gw = ScriptedGateway({"batch_1": [snap("in_progress", in_progress_at=C + 3)]})
+    tracker = inline_tracker(store, gw, clock, watch)
+    tracker.track(snap("validating"))
+    first = tracker.observe("batch_1")
+    # Run once inside the commit (raised: left owed), once by the drain (error recorded).
+    assert calls == ["in_progress", "in_progress"]
+    assert first.kind == "advanced" and first.effects_failed == ["in_progress#watch"]
+    (entry,) = store.load("batch_1").pending_effects
+    assert entry.attempts == 1 and entry.last_error == "RuntimeError: clock went backwards"
+    assert store.load("batch_1").needs_attention
+
+    again = tracker.observe("batch_1")
+    assert again.effects_run == ["in_progress#watch"]
+    record = store.load("batch_1")
+    assert record.pending_effects == ()
+    (done,) = [e for e in record.outbox if e.key == "in_progress#watch"]
+    assert done.done and done.attempts == 2 and done.last_error is None
+
+
+def test_an_inline_effect_left_owed_by_a_leasing_poller_is_settled_in_one_write(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    watch = Recorder()
+    gw = ScriptedGateway({"batch_1": [snap("in_progress", in_progress_at=C + 3)]})
+    with CountingStore(tmp_path / "c.db") as store:
+        older = tracker_for(store, gw, clock, {"watch": watch})  # watch not inline there
+        older.track(snap("validating"))
+        older.apply("batch_1", gw.retrieve("batch_1"))  # committed, then the process died
+        owed = [e.key for e in store.load("batch_1").pending_effects]
+        assert owed == ["in_progress#watch"]
+
+        store.commits = 0
+        reports = inline_tracker(store, gw, clock, watch, owner="b").poll_once()
+        assert reports[0].effects_run == owed
+        assert store.commits == 1  # no lease claimed and released
+        assert watch.calls == [("in_progress", "in_progress#watch")]
+        assert store.load("batch_1").pending_effects == ()
+
+
+def test_an_inline_effect_of_a_lost_commit_race_is_recorded_once(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    path = tmp_path / "race.db"
+    watch = Recorder()
+    with SQLiteJobStore(path) as plain, RacingStore(path) as racing:
+        gw = ScriptedGateway({"batch_1": [snap("in_progress")]})
+        rival = inline_tracker(plain, gw, clock, watch, owner="rival")
+        rival.track(snap("validating"))
+        racing.rival, racing.rival_snapshot = rival, snap("in_progress", in_progress_at=C + 3)
+        ours = inline_tracker(racing, gw, clock, watch, owner="ours")
+        report = ours.observe("batch_1", known=plain.load("batch_1"))
+        # Both computed the watch; only the rival's commit landed, ours re-read and found
+        # nothing left to do.
+        assert report.kind == "heartbeat" and report.effects_run == []
+        notes = [e for e in plain.history("batch_1") if isinstance(e, EventEntry)]
+        assert [(n.name, n.detail["state"]) for n in notes] == [("ran", "in_progress")]
+        assert plain.load("batch_1").pending_effects == ()
+
+
+def test_a_stale_known_record_costs_a_reload_never_a_wrong_state(
+    store: SQLiteJobStore, clock: FrozenClock
+) -> None:
+    gw = ScriptedGateway({"batch_1": [snap("completed", completed_at=C + 40)]})
+    tracker = tracker_for(store, gw, clock, {"harvest": Recorder()})
+    tracker.track(snap("validating"))
+    stale = store.load("batch_1")
+    tracker.apply("batch_1", snap("finalizing", finalizing_at=C + 30))  # another poll, since
+    report = tracker.observe("batch_1", known=stale)
+    record = store.load("batch_1")
+    assert report.kind == "advanced" and record.state.value == "completed"
+    hops = [
+        (e.hop.source.value, e.hop.dest.value)
+        for e in store.history("batch_1")
+        if isinstance(e, TransitionEntry)
+    ]
+    assert hops[-1] == ("finalizing", "completed")
+    assert ("validating", "in_progress") in hops  # implied by the finalizing snapshot

@@ -308,6 +308,10 @@ class BatchRecord(SlottedModel):
     cancel_requested: bool = False
     alerts: tuple[str, ...] = ()
     """Keys of alerts already raised (deadline warnings, stuck states): each fires once."""
+    items: int | None = None
+    """How many ledger items the batch was created with (None: not submitted through a
+    job). Until the batch is terminal every one of them is ``pending``, so a poll can
+    answer with counts without reading the ledger."""
 
     @model_validator(mode="after")
     def _keys_unique(self) -> Self:

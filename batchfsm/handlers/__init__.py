@@ -22,7 +22,8 @@ __all__ = ["default_registry"]
 
 
 def default_registry() -> HandlerRegistry:
-    """Every handler the lifecycle spec names, with ``watch`` on each heartbeat."""
+    """Every handler the lifecycle spec names, with ``watch`` on each heartbeat and run
+    inline (it only reads the record and the clock)."""
     from batchfsm.handlers.failure import classify_failure
     from batchfsm.handlers.harvest import harvest
     from batchfsm.handlers.lost import release_lost
@@ -37,4 +38,5 @@ def default_registry() -> HandlerRegistry:
             LOST_EFFECT: release_lost,
         },
         on_heartbeat=("watch",),
+        inline=frozenset({"watch"}),
     )

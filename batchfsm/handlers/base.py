@@ -74,6 +74,11 @@ class HandlerRegistry:
 
     handlers: Mapping[str, RecoveryHandler]
     on_heartbeat: tuple[str, ...] = ()
+    inline: frozenset[str] = frozenset()
+    """Handlers whose whole output is what they record on the batch (alerts, notes):
+    they touch no port but the clock and settings. The tracker runs them inside the
+    commit that makes them owed, so they cost no lease and no write of their own, and a
+    commit lost to another poller simply discards what they computed."""
 
     def get(self, name: str) -> RecoveryHandler | None:
         return self.handlers.get(name)

@@ -117,6 +117,22 @@ def test_one_batch_answers_with_every_documented_field(deploy: Any) -> None:
     assert [b["batch_id"] for b in job["batches"]] == [batch_id]
 
 
+def test_a_record_that_does_not_know_its_item_count_is_counted_from_the_ledger(
+    deploy: Any,
+) -> None:
+    dep: Deployment = deploy(Scenario(default=Fate(phases=Phases(in_progress_s=3600))))
+    _job_id, (batch_id,) = dep.submit(["a", "b", "c", "d"])
+    store = dep.app.runtime.store
+    known = dep.app.handle({"batch_id": batch_id})
+    record = store.load(batch_id)
+    assert record.items == 4
+    # As recorded before records kept their item count:
+    store.commit(record.model_copy(update={"items": None}), expected_version=record.version)
+    counted = dep.app.handle({"batch_id": batch_id})
+    assert (known["status"], known["pending"]) == (counted["status"], counted["pending"])
+    assert counted["pending"] == 4 and counted["succeeded"] == counted["retry"] == 0
+
+
 def test_results_can_go_to_a_directory_instead_of_s3(deploy: Any, tmp_path: Path) -> None:
     dep: Deployment = deploy(BATCHFSM_RESULTS=str(tmp_path / "results"))
     job_id, (batch_id,) = dep.submit(["a", "b"])
