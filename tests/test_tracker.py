@@ -469,3 +469,31 @@ def test_a_stale_known_record_costs_a_reload_never_a_wrong_state(
     ]
     assert hops[-1] == ("finalizing", "completed")
     assert ("validating", "in_progress") in hops  # implied by the finalizing snapshot
+
+
+def test_a_status_the_api_keeps_sending_unrecognised_is_recorded_once_not_every_poll(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    gw = ScriptedGateway(
+        {
+            "batch_1": [
+                snap("paused"),
+                snap("paused"),
+                snap("paused"),
+                snap("in_progress", in_progress_at=C + 3),
+                snap("paused"),
+            ]
+        }
+    )
+    with CountingStore(tmp_path / "c.db") as store:
+        tracker = tracker_for(store, gw, clock, {"watch": Recorder()})
+        tracker.track(snap("validating"))
+        kinds = [tracker.observe("batch_1").kind for _ in range(5)]
+        assert kinds == ["rejected", "rejected", "rejected", "advanced", "rejected"]
+        # Written: the first rejection, the transition (+ its watch: claim and finish),
+        # the rejection after it. The two repeats wrote nothing.
+        assert store.commits == 5
+        history = store.history("batch_1")
+        rejections = [e for e in history if e.kind == "rejection"]
+        assert [(r.status, r.line) for r in rejections] == [("paused", 2), ("paused", 4)]
+        assert store.load("batch_1").last_rejection == "unknown:paused"

@@ -58,8 +58,9 @@ class _Cursor:
 class Applied:
     """The result of applying one observation: the new record and what to persist.
 
-    ``changed`` is False only for a heartbeat that carried nothing new, which is the one
-    case where a poller must not write to the store. (A plain slotted class: it is built
+    ``changed`` is False for a heartbeat that carried nothing new and for a rejection
+    identical to the one last recorded, the cases where a poller must not write to the
+    store. (A plain slotted class: it is built
     on every poll of every batch, and a frozen dataclass costs a setattr per field.)
     """
 
@@ -283,13 +284,14 @@ class Rulebook:
     def _heartbeat(
         self, record: BatchRecord, snapshot: BatchSnapshot, seq: int, at: datetime | None
     ) -> Applied:
-        if record.snapshot == snapshot:
+        if record.snapshot == snapshot and record.last_rejection is None:
             return Applied("heartbeat", record, changed=False)
         updated = record.model_copy(
             update={
                 "snapshot": snapshot,
                 "observed_at": at or record.observed_at,
                 "observations": max(record.observations, seq),
+                "last_rejection": None,
             }
         )
         return Applied("heartbeat", updated, changed=True)
@@ -310,6 +312,18 @@ class Rulebook:
             at=at,
             snapshot=snapshot.model_dump(mode="json", exclude_defaults=True),
         )
+        fingerprint = f"{reason}:{snapshot.status}"
+        if record.last_rejection == fingerprint:
+            # Said already and nothing accepted since: the caller gets the rejection
+            # (a replay lists every line), the store gets no write, the log no repeat.
+            logger.debug(
+                "batch %s: %s observation %r again (line %d)",
+                record.batch_id,
+                reason,
+                snapshot.status,
+                seq,
+            )
+            return Applied("rejected", record, changed=False, rejection=entry)
         log = logger.error if reason == "unknown" else logger.warning
         log(
             "batch %s: rejected %s observation %r in state %s (line %d)",
@@ -324,7 +338,9 @@ class Rulebook:
                 "observed": snapshot.status,
             },
         )
-        updated = record.model_copy(update={"observations": max(record.observations, seq)})
+        updated = record.model_copy(
+            update={"observations": max(record.observations, seq), "last_rejection": fingerprint}
+        )
         return Applied("rejected", updated, changed=True, rejection=entry)
 
     def _advanced(
@@ -346,6 +362,7 @@ class Rulebook:
                 "observed_at": at or record.observed_at,
                 "observations": max(record.observations, seq) if count else record.observations,
                 "outbox": record.outbox + tuple(effects),
+                "last_rejection": None,
             }
         )
         return Applied("advanced", updated, changed=True, hops=tuple(hops), effects=tuple(effects))

@@ -308,6 +308,10 @@ class BatchRecord(SlottedModel):
     cancel_requested: bool = False
     alerts: tuple[str, ...] = ()
     """Keys of alerts already raised (deadline warnings, stuck states): each fires once."""
+    last_rejection: str | None = None
+    """``reason:status`` of the latest rejected observation, until one is accepted. The
+    same rejection again (an unknown status the API keeps sending, a lagging replica)
+    is then not recorded, logged at ERROR or written to the store on every poll."""
     items: int | None = None
     """How many ledger items the batch was created with (None: not submitted through a
     job). Until the batch is terminal every one of them is ``pending``, so a poll can

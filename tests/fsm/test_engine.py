@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -144,6 +145,35 @@ def test_unknown_status_is_recorded_verbatim_never_guessed(raw: str) -> None:
     assert applied.rejection is not None
     assert (applied.rejection.reason, applied.rejection.status) == ("unknown", raw)
     assert applied.record.state is S.IN_PROGRESS
+
+
+def test_the_same_rejection_again_is_returned_but_not_recorded_or_logged_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    book = rulebook()
+    caplog.set_level(logging.DEBUG, logger="batchfsm.fsm.engine")
+    first = book.apply(at(S.IN_PROGRESS), snap("paused"), line=2)
+    again = book.apply(first.record, snap("paused"), line=3)
+    other = book.apply(again.record, snap("queued"), line=4)
+    assert first.changed and first.record.last_rejection == "unknown:paused"
+    assert again.outcome == "rejected" and not again.changed
+    assert again.rejection is not None and again.rejection.line == 3  # a replay lists it
+    assert again.record is first.record  # nothing to write
+    assert other.changed and other.record.last_rejection == "unknown:queued"
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage().split("observation ")[1][:8] for r in errors] == ["'paused'", "'queued'"]
+
+
+def test_an_accepted_observation_rearms_the_rejection_it_follows() -> None:
+    book = rulebook()
+    rejected = book.apply(at(S.IN_PROGRESS), snap("paused"), line=2).record
+    cleared = book.apply(rejected, snap("in_progress"), line=3)
+    assert cleared.outcome == "heartbeat" and cleared.changed  # one write to clear it
+    assert cleared.record.last_rejection is None
+    again = book.apply(cleared.record, snap("paused"), line=4)
+    assert again.changed and again.history == (again.rejection,)
+    moved = book.apply(again.record, snap("finalizing"), line=5)
+    assert moved.record.last_rejection is None
 
 
 def test_forcing_an_invalid_move_names_batch_state_and_request() -> None:

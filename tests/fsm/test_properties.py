@@ -95,3 +95,31 @@ def test_observations_earlier_than_the_current_state_are_rejected(
     expected = "terminal" if lifecycle[cut] in TERMINAL else "stale"
     assert applied.rejection.reason == expected
     assert applied.record.state == lifecycle[cut]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(snapshots, max_size=16))
+def test_what_a_poller_writes_never_repeats_a_rejection_and_loses_none(
+    observed: list[BatchSnapshot],
+) -> None:
+    """Every unknown status is rejected (never guessed); a poller writes only changed
+    results, and those never hold the same rejection twice in a row."""
+    book = rulebook()
+    record = BatchRecord(batch_id="b")
+    last_written: str | None = None
+    for line, snapshot in enumerate(observed, start=1):
+        applied = book.apply(record, snapshot, line=line)
+        if snapshot.status not in {s.value for s in BatchStatus}:
+            assert applied.outcome == "rejected"
+            assert applied.rejection is not None and applied.rejection.reason == "unknown"
+        if applied.changed:
+            written = (
+                f"{applied.rejection.reason}:{applied.rejection.status}"
+                if applied.rejection is not None
+                else None
+            )
+            assert written is None or written != last_written
+            last_written = written
+        else:
+            assert applied.record is record
+        record = applied.record
