@@ -12,7 +12,6 @@ logs or prints it.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
@@ -23,6 +22,7 @@ from batchfsm.persistence.sinks import DirectorySink
 from batchfsm.tracker import Tracker
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable
 
     from batchfsm.handlers.base import HandlerRegistry

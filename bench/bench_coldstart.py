@@ -305,6 +305,7 @@ def main() -> None:
         print(
             f"SDK-only floor (no batchfsm):          {least * 1000:7.1f} ms  {pairs:.2f}x per pair"
         )
+        print(f"cold start / SDK-only floor:           {first / least:7.2f}x")
 
 
 if __name__ == "__main__":

@@ -355,16 +355,16 @@ class Rulebook:
         count: bool,
     ) -> Applied:
         seq = hops[-1].line if hops else record.observations
-        updated = record.model_copy(
-            update={
-                "state": new_state,
-                "snapshot": snapshot,
-                "observed_at": at or record.observed_at,
-                "observations": max(record.observations, seq) if count else record.observations,
-                "outbox": record.outbox + tuple(effects),
-                "last_rejection": None,
-            }
-        )
+        update = {
+            "state": new_state,
+            "snapshot": snapshot,
+            "observed_at": at or record.observed_at,
+            "observations": max(record.observations, seq) if count else record.observations,
+            "outbox": record.outbox + tuple(effects),
+        }
+        if record.last_rejection is not None:  # (rare: skipped, it costs every apply)
+            update["last_rejection"] = None
+        updated = record.model_copy(update=update)
         return Applied("advanced", updated, changed=True, hops=tuple(hops), effects=tuple(effects))
 
 

@@ -91,19 +91,26 @@ class SlottedModel:
         internal updates only; untrusted data goes through ``model_validate``)."""
         cls = type(self)
         clone = object.__new__(cls)
-        for name in _NAMES.get(cls) or _names(cls):
-            setattr(clone, name, getattr(self, name))
-        if update:
-            for name, value in update.items():
-                setattr(clone, name, value)
+        names = _NAMES.get(cls) or _names(cls)
+        if not update:
+            for name in names:
+                setattr(clone, name, getattr(self, name))
+            return clone
+        if not update.keys() <= _NAME_SETS[cls]:
+            unknown = sorted(set(update) - _NAME_SETS[cls])
+            raise AttributeError(f"{cls.__name__} has no field(s) {unknown}")
+        for name in names:  # one setattr per field: the copy is on every apply's path
+            setattr(clone, name, update[name] if name in update else getattr(self, name))
         return clone
 
 
 _NAMES: dict[type[Any], tuple[str, ...]] = {}
+_NAME_SETS: dict[type[Any], frozenset[str]] = {}
 
 
 def _names(cls: type[Any]) -> tuple[str, ...]:
     names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    _NAME_SETS[cls] = frozenset(names)
     return names
 
 

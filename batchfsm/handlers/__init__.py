@@ -16,7 +16,7 @@ The handler modules are imported by :func:`default_registry`, not here, so impor
 
 from __future__ import annotations
 
-from batchfsm.handlers.base import HandlerRegistry
+from batchfsm.handlers.base import EffectContext, HandlerRegistry
 
 __all__ = ["default_registry"]
 
@@ -24,19 +24,39 @@ __all__ = ["default_registry"]
 def default_registry() -> HandlerRegistry:
     """Every handler the lifecycle spec names, with ``watch`` on each heartbeat and run
     inline (it only reads the record and the clock)."""
-    from batchfsm.handlers.failure import classify_failure
-    from batchfsm.handlers.harvest import harvest
-    from batchfsm.handlers.lost import release_lost
     from batchfsm.handlers.watch import watch
     from batchfsm.tracker import LOST_EFFECT
 
     return HandlerRegistry(
         handlers={
             "watch": watch,
-            "harvest": harvest,
-            "classify_failure": classify_failure,
-            LOST_EFFECT: release_lost,
+            "harvest": _harvest,
+            "classify_failure": _classify_failure,
+            LOST_EFFECT: _release_lost,
         },
         on_heartbeat=("watch",),
         inline=frozenset({"watch"}),
     )
+
+
+# The terminal handlers (and the parsers and ledger code behind them) are imported when
+# a batch first needs one, not by every poller at start: a Lambda cold start polling a
+# batch still in progress never loads them.
+
+
+def _harvest(ctx: EffectContext) -> None:
+    from batchfsm.handlers.harvest import harvest
+
+    harvest(ctx)
+
+
+def _classify_failure(ctx: EffectContext) -> None:
+    from batchfsm.handlers.failure import classify_failure
+
+    classify_failure(ctx)
+
+
+def _release_lost(ctx: EffectContext) -> None:
+    from batchfsm.handlers.lost import release_lost
+
+    release_lost(ctx)

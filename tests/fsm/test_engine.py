@@ -233,3 +233,12 @@ def test_deadline_prefers_expires_at_and_falls_back_to_created_plus_24h() -> Non
 
 def test_rulebook_is_built_once_per_process() -> None:
     assert rulebook() is rulebook()
+
+
+def test_a_record_copy_replaces_only_what_it_is_told_and_refuses_unknown_fields() -> None:
+    record = at(S.IN_PROGRESS)
+    copy = record.model_copy(update={"version": 7, "alerts": ("x",)})
+    assert (copy.version, copy.alerts, copy.state) == (7, ("x",), S.IN_PROGRESS)
+    assert (record.version, record.alerts) != (7, ("x",))  # the original is untouched
+    with pytest.raises(AttributeError, match=r"BatchRecord has no field\(s\) \['verison'\]"):
+        record.model_copy(update={"verison": 8})
