@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from batchfsm.config import Settings
 from batchfsm.errors import BatchNotFoundError, GatewayError, StaleJobError
 from batchfsm.fsm.engine import Applied, rulebook
 from batchfsm.fsm.models import BatchRecord, BatchSnapshot, EventEntry, HistoryEntry, OutboxEntry
-from batchfsm.handlers.base import EffectContext, HandlerRegistry
+from batchfsm.handlers.base import EffectContext, HandlerRegistry, RecoveryHandler
 from batchfsm.ports import BatchGateway, Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -259,18 +259,14 @@ class Tracker:
         record: BatchRecord | None = known
         for _ in range(MAX_CONFLICT_RETRIES):
             record = record or self.store.load(batch_id)
-            entry = next((e for e in record.outbox if e.key == key), None)
-            now = self.clock.now()
-            if entry is None or entry.done:
-                return record, None
-            leased = entry.lease_owner and entry.lease_owner != self.owner
-            if leased and entry.lease_until is not None and entry.lease_until > now:
+            entry = self._takeable(record, key)
+            if entry is None:
                 return record, None
             claimed = record.with_effect(
                 key,
                 lease_owner=self.owner,
                 attempts=entry.attempts + 1,
-                lease_until=now + timedelta(seconds=self.settings.lease_seconds),
+                lease_until=self.clock.now() + timedelta(seconds=self.settings.lease_seconds),
             )
             try:
                 record = self.store.commit(claimed, expected_version=record.version)
@@ -295,17 +291,7 @@ class Tracker:
         record: BatchRecord | None = known
         for _ in range(MAX_CONFLICT_RETRIES):
             record = record or self.store.load(batch_id)
-            notes, fresh = _fresh_notes(record, ctx)
-            if error is None:
-                updated = record.with_effect(
-                    key, done=True, lease_owner=None, lease_until=None, last_error=None
-                )
-            else:
-                updated = record.with_effect(
-                    key, lease_owner=None, lease_until=None, last_error=error[:500]
-                )
-            if fresh:
-                updated = updated.model_copy(update={"alerts": record.alerts + fresh})
+            updated, notes = _released(record, key, error=error, ctx=ctx)
             try:
                 return self.store.commit(updated, expected_version=record.version, history=notes)
             except StaleJobError:
@@ -352,39 +338,15 @@ class Tracker:
         record: BatchRecord | None = known
         for _ in range(MAX_CONFLICT_RETRIES):
             record = record or self.store.load(batch_id)
-            entry = next((e for e in record.outbox if e.key == key), None)
-            now = self.clock.now()
-            if entry is None or entry.done:
-                return record
-            leased = entry.lease_owner and entry.lease_owner != self.owner
-            if leased and entry.lease_until is not None and entry.lease_until > now:
-                return record
-            handler = self.handlers.get(entry.handler)
-            if handler is None:  # pragma: no cover - _run_effect checked it
+            entry = self._takeable(record, key)
+            handler = self.handlers.get(entry.handler) if entry is not None else None
+            if entry is None or handler is None:
                 return record
             ctx = self._context(record, entry)
-            error: str | None = None
-            try:
-                handler(ctx)
-            except Exception as exc:  # the effect stays owed; the poller must live on
-                logger.exception(
-                    "batch %s: effect %s failed",
-                    batch_id,
-                    key,
-                    extra={"batch_id": batch_id, "effect": key},
-                )
-                error = f"{type(exc).__name__}: {exc}"[:500]
-            notes, fresh = _fresh_notes(record, ctx)
-            updated = record.with_effect(
-                key,
-                done=error is None,
-                attempts=entry.attempts + 1,
-                last_error=error,
-                lease_owner=None,
-                lease_until=None,
+            error = self._call(handler, ctx, key)
+            updated, notes = _released(
+                record, key, error=error, ctx=ctx, attempts=entry.attempts + 1
             )
-            if fresh:
-                updated = updated.model_copy(update={"alerts": record.alerts + fresh})
             try:
                 saved = self.store.commit(updated, expected_version=record.version, history=notes)
             except StaleJobError:
@@ -409,19 +371,35 @@ class Tracker:
             report.effects_failed.append(key)
             return self._finish(record, key, error=f"no handler {effect.handler!r}")
         ctx = self._context(record, effect)
+        error = self._call(handler, ctx, key)
+        (report.effects_run if error is None else report.effects_failed).append(key)
+        return self._finish(record, key, error=error, ctx=ctx)
+
+    def _takeable(self, record: BatchRecord, key: str) -> OutboxEntry | None:
+        """The effect, if it is still owed and no other poller holds a live lease on it."""
+        entry = next((e for e in record.outbox if e.key == key), None)
+        if entry is None or entry.done:
+            return None
+        leased = entry.lease_owner and entry.lease_owner != self.owner
+        if leased and entry.lease_until is not None and entry.lease_until > self.clock.now():
+            return None
+        return entry
+
+    def _call(self, handler: RecoveryHandler, ctx: EffectContext, key: str) -> str | None:
+        """Run one effect's handler: None, or its error (logged with the traceback; the
+        effect stays owed and the poller lives on)."""
+        batch_id = ctx.record.batch_id
         try:
             handler(ctx)
-        except Exception as exc:  # the effect stays owed; the poller must live on
+        except Exception as exc:
             logger.exception(
                 "batch %s: effect %s failed",
                 batch_id,
                 key,
                 extra={"batch_id": batch_id, "effect": key},
             )
-            report.effects_failed.append(key)
-            return self._finish(record, key, error=f"{type(exc).__name__}: {exc}", ctx=ctx)
-        report.effects_run.append(key)
-        return self._finish(record, key, error=None, ctx=ctx)
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def _mark_lost(self, batch_id: str, exc: GatewayError) -> PollReport:
         for _ in range(MAX_CONFLICT_RETRIES):
@@ -454,6 +432,30 @@ class Tracker:
         if self.on_event is not None:
             self.on_event(report)
         return report
+
+
+def _released(
+    record: BatchRecord,
+    key: str,
+    *,
+    error: str | None,
+    ctx: EffectContext | None,
+    **changes: Any,
+) -> tuple[BatchRecord, list[EventEntry]]:
+    """``record`` with the effect's lease released (done on success, owed with its error
+    on failure) and the alerts its handler raised, plus the notes to record with it."""
+    notes, fresh = _fresh_notes(record, ctx)
+    updated = record.with_effect(
+        key,
+        done=error is None,
+        lease_owner=None,
+        lease_until=None,
+        last_error=None if error is None else error[:500],
+        **changes,
+    )
+    if fresh:
+        updated = updated.model_copy(update={"alerts": record.alerts + fresh})
+    return updated, notes
 
 
 def _fresh_notes(
