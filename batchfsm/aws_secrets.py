@@ -42,9 +42,9 @@ def resolve_api_key(
     if not arn:
         raise ConfigError(f"set {KEY_ENV} or {SECRET_ARN_ENV} (a Secrets Manager secret ARN)")
     if client is None:
-        import boto3
+        from batchfsm.aws_clients import make_client
 
-        client = boto3.client("secretsmanager")
+        client = make_client("secretsmanager")
     return _from_secret(client, arn)
 
 

@@ -10,7 +10,7 @@ access; around it: calls, retries and error translation
 (:mod:`~batchfsm.persistence.dynamodb_table`) and the ``dynamodb://`` URL
 (:mod:`~batchfsm.persistence.dynamodb_url`).
 
-boto3 is imported only when :meth:`DynamoDBJobStore.from_url` builds a client (on a
+botocore is imported only when :meth:`DynamoDBJobStore.from_url` builds a client (on a
 session of its own unless given one), never at import time.
 
 >>> store = DynamoDBJobStore.from_url("dynamodb://batchfsm?region=eu-west-1")  # doctest: +SKIP
@@ -46,8 +46,9 @@ from batchfsm.persistence.items import BatchItem, IntentItem, JobItem, LedgerIte
 from batchfsm.ports import Clock, SystemClock
 
 if TYPE_CHECKING:
-    from boto3.session import Session as Boto3Session
     from mypy_boto3_dynamodb.client import DynamoDBClient
+
+    from batchfsm.aws_clients import AnySession
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class DynamoDBJobStore(BaseJobStore):
     Parameters
     ----------
     client:
-        A low-level ``boto3`` DynamoDB client; the store never builds one itself here
+        A low-level DynamoDB client (botocore's or boto3's); the store never builds one itself here
         (use :meth:`from_url` for that), so tests and Lambda handlers inject theirs.
     table:
         The table name; :meth:`init` creates it.
@@ -100,12 +101,12 @@ class DynamoDBJobStore(BaseJobStore):
 
     @classmethod
     def from_url(
-        cls, url: str, *, clock: Clock | None = None, session: Boto3Session | None = None
+        cls, url: str, *, clock: Clock | None = None, session: AnySession | None = None
     ) -> DynamoDBJobStore:
         """``dynamodb://TABLE?region=R&endpoint_url=URL&ttl_days=N`` (all optional but
-        the table). Credentials come from boto3's usual chain, never from the URL; region
-        and endpoint default to boto3's settings (``AWS_REGION``...). ``session``: the
-        ``boto3.session.Session`` to build the client on (see
+        the table). Credentials come from botocore's usual chain, never from the URL;
+        region and endpoint default to its settings (``AWS_REGION``...). ``session``: the
+        botocore or boto3 session to build the client on (see
         :func:`~batchfsm.persistence.dynamodb_url.build_client`; default: a new one).
         """
         parsed = parse_dynamodb_url(url)

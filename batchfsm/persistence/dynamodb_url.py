@@ -1,13 +1,13 @@
 """``dynamodb://`` store URLs: what they may say, how they are shown, the client they build.
 
 ``dynamodb://TABLE?region=R&endpoint_url=URL&ttl_days=N`` (all optional but the table).
-Credentials come from boto3's usual chain, never from the URL; a URL is printed and
+Credentials come from botocore's usual chain, never from the URL; a URL is printed and
 stored only in its :func:`redacted` form, so a secret pasted into one (userinfo in the
 endpoint, an unknown key) never reaches a log or an error.
 
 Kept apart from :mod:`batchfsm.persistence.dynamodb` because it is configuration, not
 data access: the store itself takes a ready client, as tests and Lambda handlers do.
-botocore and boto3 are imported in :func:`build_client` only, never at import time.
+botocore is imported in :func:`build_client` only, never at import time.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from batchfsm.errors import StoreURLError
 
 if TYPE_CHECKING:
-    from boto3.session import Session as Boto3Session
     from mypy_boto3_dynamodb.client import DynamoDBClient
+
+    from batchfsm.aws_clients import AnySession
 
 URL_PARAMS = frozenset({"region", "endpoint_url", "ttl_days"})
 """The query parameters a ``dynamodb://`` URL may carry; any other is refused."""
@@ -28,7 +29,7 @@ URL_PARAMS = frozenset({"region", "endpoint_url", "ttl_days"})
 
 @dataclass(frozen=True)
 class DynamoDBURL:
-    """A checked ``dynamodb://`` URL; ``None`` leaves a setting to boto3's defaults."""
+    """A checked ``dynamodb://`` URL; ``None`` leaves a setting to botocore's defaults."""
 
     table: str
     region: str | None
@@ -64,22 +65,22 @@ def parse_dynamodb_url(url: str) -> DynamoDBURL:
     )
 
 
-def build_client(url: DynamoDBURL, session: Boto3Session | None = None) -> DynamoDBClient:
-    """A low-level DynamoDB client for ``url``, on ``session`` (default: a new one).
+def build_client(url: DynamoDBURL, session: AnySession | None = None) -> DynamoDBClient:
+    """A low-level DynamoDB client for ``url``, on ``session`` (a botocore or boto3
+    session; default: a new botocore one, see :mod:`batchfsm.aws_clients`).
 
     A Lambda container passes the session its other clients share: botocore then reads
     its endpoint and partition data once, not once per client (cold start).
     """
     from botocore.config import Config
 
-    if session is None:
-        import boto3
+    from batchfsm.aws_clients import make_client
 
-        session = boto3.session.Session()
     # All retries are the store's (backoff with jitter in DynamoCalls), so botocore's
     # are off.
-    return session.client(
+    client: DynamoDBClient = make_client(
         "dynamodb",
+        session,
         region_name=url.region,
         endpoint_url=url.endpoint_url,
         config=Config(
@@ -88,6 +89,7 @@ def build_client(url: DynamoDBURL, session: Boto3Session | None = None) -> Dynam
             read_timeout=20,
         ),
     )
+    return client
 
 
 def redacted(url: str) -> str:

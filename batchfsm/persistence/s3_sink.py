@@ -19,7 +19,7 @@ Guarantees (the :class:`~batchfsm.persistence.sinks.ResultSink` contract):
 * **Streaming**: never the whole output in memory: the spool spills to disk, and a body
   over ``part_size`` is sent as a multipart upload one part at a time.
 
-boto3 is imported only when no client is injected; errors from S3 become
+botocore is imported only when no client is injected; errors from S3 become
 :class:`~batchfsm.errors.StoreUnavailableError` (the effect stays owed and is retried).
 """
 
@@ -52,8 +52,8 @@ class S3Sink:
     Parameters
     ----------
     client, client_factory:
-        A boto3 S3 client, or a function making one on first use; with neither,
-        ``boto3.client("s3")`` on first use (it honours ``AWS_ENDPOINT_URL_S3``).
+        A low-level S3 client, or a function making one on first use; with neither, one
+        on a new botocore session on first use (it honours ``AWS_ENDPOINT_URL_S3``).
     part_size:
         Bodies larger than this go up as a multipart upload in parts of this size.
     spool_limit:
@@ -99,9 +99,9 @@ class S3Sink:
             if self._client_factory is not None:
                 self._client = self._client_factory()
             else:
-                import boto3
+                from batchfsm.aws_clients import make_client
 
-                self._client = boto3.client("s3")
+                self._client = make_client("s3")
         return self._client
 
     # -- keys ----------------------------------------------------------------------------

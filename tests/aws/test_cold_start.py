@@ -1,4 +1,4 @@
-"""What a Lambda cold start builds, pinned in a fresh interpreter: one boto3 session for
+"""What a Lambda cold start builds, pinned in a fresh interpreter: one botocore session for
 every client, only the clients the first poll needs, no table administration, and none
 of the modules a poll never uses (``bench/bench_coldstart.py`` measures the time)."""
 
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
 
 NEVER_ON_THE_POLL_PATH = (
+    "boto3",
+    "s3transfer",
+    "batchfsm.handlers.harvest",
+    "batchfsm.result_lines",
     "batchfsm.sandbox",
     "batchfsm.cli",
     "rich",
@@ -28,7 +32,8 @@ NEVER_ON_THE_POLL_PATH = (
     "graphviz",
     "sqlite3",
 )
-"""Modules a deployed poll must not import: the stand-ins, the CLI's, the diagram's and
+"""Modules a deployed poll must not import: boto3 (clients are botocore's), the terminal
+handlers (a batch in progress needs none), the stand-ins, the CLI's, the diagram's and
 the embedded store's."""
 
 # The child observes botocore without changing it: it counts sessions, the clients made
@@ -62,10 +67,12 @@ botocore.client.BaseClient._make_api_call = counted_call
 
 from batchfsm.aws import lambda_handler
 
+import gc
 answer = lambda_handler({"batch_id": sys.argv[1]}, None)
 loaded = [m for m in sys.argv[2:] if any(n == m or n.startswith(m + ".") for n in sys.modules)]
 print(json.dumps({"answer": answer, "sessions": len(sessions), "clients": clients,
-                  "operations": operations, "loaded": loaded}))
+                  "operations": operations, "loaded": loaded, "gc_enabled": gc.isenabled(),
+                  "frozen": gc.get_freeze_count()}))
 """
 
 
@@ -107,6 +114,10 @@ def test_a_cold_start_builds_only_what_its_first_poll_needs(
     # progress has all its items pending, and its record says how many.
     assert seen["operations"] == ["GetSecretValue", "GetItem", "TransactWriteItems"]
     assert seen["loaded"] == []
+    # The build ran with the collector paused; what it built is frozen (skipped by every
+    # later collection), and the collector runs again for the invocations.
+    assert seen["gc_enabled"] is True
+    assert seen["frozen"] > 100_000
 
 
 def test_with_the_key_in_the_environment_no_secrets_client_is_built(deploy: Any) -> None:

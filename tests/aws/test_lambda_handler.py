@@ -3,6 +3,7 @@ only, one app per container, the key fetched once from Secrets Manager and never
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import subprocess
@@ -171,6 +172,32 @@ def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
     backoff = aws.LambdaApp({"BATCHFSM_RETRY_BACKOFF_BASE": "soon"})
     with pytest.raises(ConfigError, match="BATCHFSM_RETRY_BACKOFF_BASE"):
         backoff.backoff()
+
+
+def test_the_collector_is_paused_for_a_build_and_back_after_it_even_when_it_fails() -> None:
+    seen: list[bool] = []
+
+    def failing_build() -> None:
+        seen.append(gc.isenabled())
+        garbage: list[object] = []
+        garbage.append(garbage)  # a cycle, kept (frozen), not collected mid-build
+        raise ConfigError("set OPENAI_API_KEY or BATCHFSM_OPENAI_KEY_SECRET_ARN")
+
+    assert gc.isenabled()
+    before = gc.get_freeze_count()
+    try:
+        with pytest.raises(ConfigError), aws.collector_paused():
+            failing_build()
+        assert seen == [False]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > before
+        gc.disable()
+        with aws.collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller's own choice is kept
+    finally:
+        gc.enable()
+        gc.unfreeze()  # this is a test process, not a function's container
 
 
 def test_importing_the_entry_point_builds_nothing() -> None:
