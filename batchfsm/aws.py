@@ -40,7 +40,9 @@ thresholds of :class:`~batchfsm.config.Settings` (``BATCHFSM_MAX_ATTEMPTS``...);
 ``BATCHFSM_WORKDIR`` (scratch space, default ``/tmp/batchfsm``); ``OPENAI_BASE_URL``.
 
 Nothing is built at import: the first invocation builds the :class:`LambdaApp` (store,
-clients, rulebook, key) and later invocations of the same container reuse it.
+clients, rulebook, key), with the garbage collector paused (:func:`collector_paused`),
+and later invocations of the same container reuse it. Clients are botocore's
+(:mod:`batchfsm.aws_clients`); boto3 is never imported.
 """
 
 from __future__ import annotations
