@@ -109,6 +109,11 @@ class LambdaApp:
 
     # -- composition ---------------------------------------------------------------------
     @property
+    def built(self) -> bool:
+        """Whether :attr:`runtime` has been built (it is on first use)."""
+        return self._runtime is not None
+
+    @property
     def runtime(self) -> Runtime:
         with self._lock:
             if self._runtime is None:
@@ -393,8 +398,9 @@ def lambda_handler(event: Mapping[str, Any] | None, context: object) -> dict[str
         app = _CONTAINER.get("app")
         if app is None:
             app = _CONTAINER["app"] = LambdaApp()
+        if not app.built:  # a cold start, or the one after a build that failed
             with collector_paused():
-                app.runtime  # noqa: B018 - the cold start's imports and clients, once
+                app.runtime  # noqa: B018 - the imports and clients, once per container
     return app.handle(event, context)
 
 

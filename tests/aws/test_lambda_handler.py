@@ -174,6 +174,42 @@ def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
         backoff.backoff()
 
 
+def test_a_cold_start_whose_build_fails_says_why_and_the_next_invocation_builds(
+    aws_env: str,
+    secrets: SecretsManagerClient,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    container: None,
+) -> None:
+    name = f"batchfsm-late-{tmp_path.name}"
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    for variable, value in {
+        "BATCHFSM_STORE": "memory://",
+        "BATCHFSM_OPENAI_KEY_SECRET_ARN": name,
+        "BATCHFSM_WORKDIR": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(variable, value)
+    collecting: list[bool] = []
+    build = aws.LambdaApp._build
+
+    def observed_build(app: aws.LambdaApp) -> Any:
+        collecting.append(gc.isenabled())
+        return build(app)
+
+    monkeypatch.setattr(aws.LambdaApp, "_build", observed_build)
+    try:
+        with pytest.raises(ConfigError, match="ResourceNotFoundException"):
+            aws.lambda_handler({}, None)  # the secret is not there yet
+        assert gc.isenabled()
+        secrets.create_secret(Name=name, SecretString=KEY)
+        answer = aws.lambda_handler({}, None)  # same container: it builds now
+        assert (answer["action"], answer["batches_total"]) == ("process_results", 0)
+        assert collecting == [False, False]  # both builds ran with the collector paused
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()  # this is a test process, not a function's container
+
+
 def test_the_collector_is_paused_for_a_build_and_back_after_it_even_when_it_fails() -> None:
     seen: list[bool] = []
 
