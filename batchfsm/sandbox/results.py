@@ -191,7 +191,7 @@ def _responses(
         "parallel_tool_calls": True,
         "tool_choice": "auto",
         "tools": [],
-        "usage": Usage(usage.input_tokens, usage.output_tokens).as_batch_usage(),
+        "usage": usage.as_batch_usage(),
     }
     return answer, usage
 
