@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from batchfsm.claims import release_stranded
 from batchfsm.errors import GatewayError
 from batchfsm.fsm.models import BatchRecord
-from batchfsm.input_file import Limits
-from batchfsm.intents import ReconcileReport, reconcile_intents
-from batchfsm.records import ItemState
-from batchfsm.retry import Backoff, Waiting, retry_items
+from batchfsm.jobs.claims import release_stranded
+from batchfsm.jobs.input_file import Limits
+from batchfsm.jobs.intents import ReconcileReport, reconcile_intents
+from batchfsm.jobs.retry import Backoff, Waiting, retry_items
+from batchfsm.ledger.records import ItemState
 
 if TYPE_CHECKING:
     from batchfsm.ports import Clock
@@ -58,7 +58,8 @@ class CycleReport:
     waiting: list[Waiting] = field(default_factory=list)
     reconciled: ReconcileReport | None = None
     released: list[str] = field(default_factory=list)
-    """Stranded items handed back to ``retry`` (see :func:`batchfsm.claims.release_stranded`)."""
+    """Stranded items handed back to ``retry``
+    (:func:`batchfsm.jobs.claims.release_stranded`)."""
     errors: list[str] = field(default_factory=list)
     """API failures the cycle survived (retrieve, retry upload, reconcile)."""
     open_intents: int = 0
@@ -88,8 +89,8 @@ class PollSummary:
     errors: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        """The documented ``poll --json`` shape (see :mod:`batchfsm.job_commands`)."""
-        from batchfsm.store_commands import record_json
+        """The documented ``poll --json`` shape (see :mod:`batchfsm.cli.jobs`)."""
+        from batchfsm.cli.store import record_json
 
         return {
             "done": self.done,

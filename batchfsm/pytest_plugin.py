@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from batchfsm.fsm.history_file import read_history
 from batchfsm.fsm.replay import ReplayResult, replay
-from batchfsm.history_file import read_history
 
 pytest_plugins = ["batchfsm.sandbox.testing"]
 

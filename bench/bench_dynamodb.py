@@ -33,10 +33,10 @@ from botocore.config import Config
 
 from batchfsm.fsm.models import BatchSnapshot
 from batchfsm.handlers import default_registry
-from batchfsm.persistence.dynamodb import DynamoDBJobStore
-from batchfsm.persistence.dynamodb_items import ledger_to_item
+from batchfsm.ledger.records import LedgerEntry
+from batchfsm.persistence.dynamodb.items import ledger_to_item
+from batchfsm.persistence.dynamodb.store import DynamoDBJobStore
 from batchfsm.persistence.items import LedgerItem
-from batchfsm.records import LedgerEntry
 from batchfsm.tracker import Tracker
 
 WRITES = {"PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"}

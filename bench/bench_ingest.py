@@ -35,8 +35,8 @@ from pathlib import Path
 
 import orjson
 
+from batchfsm.ledger.result_lines import OutcomeKind, iter_outcomes
 from batchfsm.persistence.sinks import DirectorySink
-from batchfsm.result_lines import OutcomeKind, iter_outcomes
 
 POOL = 64
 

@@ -7,7 +7,7 @@
 #
 # botocore is bundled rather than taken from the runtime: the S3 sink needs conditional
 # writes (IfNoneMatch), which older botocore releases in the runtime do not send. boto3
-# is not needed: batchfsm builds its clients on botocore (batchfsm/aws_clients.py).
+# is not needed: batchfsm builds its clients on botocore (batchfsm/persistence/botocore_clients.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"

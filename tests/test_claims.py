@@ -18,16 +18,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchfsm.claims import claim_items
 from batchfsm.errors import GatewayUnavailableError
-from batchfsm.intents import launch_intent, plan_intent, reconcile_intents
+from batchfsm.jobs.claims import claim_items
+from batchfsm.jobs.intents import launch_intent, plan_intent, reconcile_intents
+from batchfsm.jobs.submit import submit_job
+from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry
 from batchfsm.persistence.items import LedgerWrite
 from batchfsm.persistence.memory import MemoryJobStore
 from batchfsm.poller import Poller
 from batchfsm.ports import FrozenClock
-from batchfsm.records import ItemState, JobRecord, LedgerEntry
 from batchfsm.sandbox import Faults, SandboxApp, Scenario, ScriptedFault
-from batchfsm.submit import submit_job
 from batchfsm.tracker import Tracker
 from tests.e2e.support import BATCHES_ROUTE, EMBEDDINGS, UPLOAD_ROUTE, make_tracker, sandbox
 from tests.e2e.support import write_input as write_requests

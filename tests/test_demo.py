@@ -21,10 +21,10 @@ from typing import Any
 import orjson
 import pytest
 
-from batchfsm.cli import main
+from batchfsm.cli.main import main
 from batchfsm.fsm.models import EventEntry
-from batchfsm.persistence.sqlite import SQLiteJobStore
-from batchfsm.records import ItemState, LedgerEntry
+from batchfsm.ledger.records import ItemState, LedgerEntry
+from batchfsm.persistence.sqlite.store import SQLiteJobStore
 
 BATCHFSM = str(Path(sys.executable).parent / "batchfsm")
 SANDBOX_KEY = "sk-sandbox-demo"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from batchfsm.cli import main
-from batchfsm.diagram_command import add_parser, run
+from batchfsm.cli.diagram import add_parser, run
+from batchfsm.cli.main import main
 from batchfsm.fsm import BatchRecord, BatchSnapshot, rulebook
 from batchfsm.fsm.diagram import render, svg_fingerprint
 from batchfsm.fsm.spec import BatchStatus as S
@@ -219,8 +219,8 @@ def test_update_writes_what_check_accepts(tmp_path: Path) -> None:
 # -- without Graphviz ------------------------------------------------------------------------
 _RUN_WITHOUT_DOT = """
 import argparse, sys
-from batchfsm.cli import main
-from batchfsm.diagram_command import add_parser, run
+from batchfsm.cli.main import main
+from batchfsm.cli.diagram import add_parser, run
 parser = argparse.ArgumentParser(prog="batchfsm")
 add_parser(parser.add_subparsers(dest="command"))
 sys.exit(run(parser.parse_args(["diagram", *sys.argv[1:]])))

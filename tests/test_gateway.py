@@ -28,10 +28,10 @@ from batchfsm.errors import (
     RateLimitedError,
 )
 from batchfsm.gateway import OpenAIGateway
-from batchfsm.input_file import plan_chunks, write_chunk
+from batchfsm.jobs.input_file import plan_chunks, write_chunk
+from batchfsm.ledger.result_lines import OutcomeKind, iter_outcomes
 from batchfsm.persistence.sinks import DirectorySink
 from batchfsm.ports import FrozenClock
-from batchfsm.result_lines import OutcomeKind, iter_outcomes
 from batchfsm.sandbox import SandboxApp, World
 from batchfsm.sandbox.testing import batch_input, openai_client
 

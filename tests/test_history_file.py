@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchfsm.errors import InputFileError
-from batchfsm.history_file import read_history
+from batchfsm.fsm.history_file import read_history
 
 statuses = st.one_of(
     st.sampled_from(["validating", "in_progress", "completed", "canceling"]), st.text(max_size=12)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchfsm.errors import InputFileError
-from batchfsm.input_file import Chunk, RequestLine, plan_chunks, validate_input, write_chunk
+from batchfsm.jobs.input_file import Chunk, RequestLine, plan_chunks, validate_input, write_chunk
 
 DATA = Path(__file__).parent / "data"
 EMB = "/v1/embeddings"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from batchfsm.cli import main
-from batchfsm.job_commands import item_json
-from batchfsm.records import ItemError, ItemState, LedgerEntry
+from batchfsm.cli.jobs import item_json
+from batchfsm.cli.main import main
+from batchfsm.ledger.records import ItemError, ItemState, LedgerEntry
 
 
 @pytest.fixture(autouse=True)

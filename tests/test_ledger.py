@@ -10,7 +10,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchfsm.ledger import (
+from batchfsm.ledger.records import ItemState, LedgerEntry
+from batchfsm.ledger.result_lines import parse_line
+from batchfsm.ledger.rules import (
     LOST,
     MISSING,
     SUCCEEDED,
@@ -22,8 +24,6 @@ from batchfsm.ledger import (
     reconcile,
     settle,
 )
-from batchfsm.records import ItemState, LedgerEntry
-from batchfsm.result_lines import parse_line
 from batchfsm.sandbox.results import http_error_line, never_ran_line, success_line
 
 B1, B2 = "batch_1", "batch_2"

@@ -6,16 +6,16 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
+from batchfsm.cli.progress import LiveProgress, PlainProgress, format_remaining
 from batchfsm.fsm.models import RejectionEntry
 from batchfsm.fsm.spec import BatchStatus
-from batchfsm.input_file import Limits
+from batchfsm.jobs.input_file import Limits
+from batchfsm.jobs.retry import Backoff
+from batchfsm.jobs.submit import submit_job
+from batchfsm.ledger.records import ItemState
 from batchfsm.poller import CycleReport, Poller
 from batchfsm.ports import FrozenClock
-from batchfsm.progress import LiveProgress, PlainProgress, format_remaining
-from batchfsm.records import ItemState
-from batchfsm.retry import Backoff
 from batchfsm.sandbox import Fate, Faults, Scenario
-from batchfsm.submit import submit_job
 from tests.e2e.support import (
     EMBEDDINGS,
     RETRIEVE_ROUTE,

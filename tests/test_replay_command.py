@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from batchfsm.cli import main
+from batchfsm.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "batchfsm" / "examples"
 

@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchfsm.result_lines import LineOutcome, OutcomeKind, classify, iter_outcomes, parse_line
+from batchfsm.ledger.result_lines import (
+    LineOutcome,
+    OutcomeKind,
+    classify,
+    iter_outcomes,
+    parse_line,
+)
 
 DATA = Path(__file__).parent / "data"
 

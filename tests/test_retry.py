@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 
 from batchfsm.errors import GatewayUnavailableError
 from batchfsm.fsm.models import EventEntry
-from batchfsm.input_file import Limits
-from batchfsm.persistence.sqlite import SQLiteJobStore
+from batchfsm.jobs.input_file import Limits
+from batchfsm.jobs.retry import Backoff, RetryResult, retry_items
+from batchfsm.jobs.submit import submit_job
+from batchfsm.ledger.records import ItemState, SubmitIntent
+from batchfsm.persistence.sqlite.store import SQLiteJobStore
 from batchfsm.poller import Poller
 from batchfsm.ports import FrozenClock
-from batchfsm.records import ItemState, SubmitIntent
-from batchfsm.retry import Backoff, RetryResult, retry_items
 from batchfsm.sandbox import Fate, Faults, SandboxApp, Scenario, ScriptedFault
-from batchfsm.submit import submit_job
 from batchfsm.tracker import Tracker
 from tests.e2e.support import EMBEDDINGS, UPLOAD_ROUTE, make_tracker, sandbox, write_input
 

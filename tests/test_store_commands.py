@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchfsm.cli import main
+from batchfsm.cli.main import main
 from batchfsm.fsm.models import BatchSnapshot
 from batchfsm.handlers.base import HandlerRegistry
 from batchfsm.persistence import SQLiteJobStore

@@ -16,8 +16,8 @@ from batchfsm.errors import (
     StoreUnavailableError,
 )
 from batchfsm.fsm.models import BatchRecord, HistoryEntry
-from batchfsm.input_file import Limits
-from batchfsm.intents import (
+from batchfsm.jobs.input_file import Limits
+from batchfsm.jobs.intents import (
     INTENT_KEY,
     JOB_KEY,
     MAX_KEY_CHARS,
@@ -25,11 +25,11 @@ from batchfsm.intents import (
     check_metadata,
     reconcile_intents,
 )
-from batchfsm.persistence.sqlite import SQLiteJobStore
+from batchfsm.jobs.submit import submit_job, submit_json
+from batchfsm.ledger.records import ItemState
+from batchfsm.persistence.sqlite.store import SQLiteJobStore
 from batchfsm.ports import FrozenClock
-from batchfsm.records import ItemState
 from batchfsm.sandbox import Faults, Scenario, ScriptedFault
-from batchfsm.submit import submit_job, submit_json
 from tests.e2e.support import (
     BATCHES_ROUTE,
     EMBEDDINGS,

@@ -35,8 +35,8 @@ import orjson
 from batchfsm.fsm.models import BatchErrorItem
 from batchfsm.handlers.base import EffectContext
 from batchfsm.handlers.harvest import fetch, ingest_files, log_settlement, scratch_dir
-from batchfsm.handlers.reconcile import apply_fates, max_attempts_for, submitted_ids
-from batchfsm.ledger import Fate, input_fate, queue_full_fate
+from batchfsm.handlers.settle import apply_fates, max_attempts_for, submitted_ids
+from batchfsm.ledger.rules import Fate, input_fate, queue_full_fate
 
 __all__ = ["QUEUE_FULL_CODES", "FailureVerdict", "classify_failure", "judge_failure"]
 

@@ -6,11 +6,11 @@ output file of paid-for results and an error file; reference §3.2-3.3, §8.7-8.
 1. Ids: the ledger entries still ``pending`` in this batch. None left means the batch
    was harvested already: return at once, with no download and no write.
 2. Download the output and error files (either may be absent) into a scratch directory
-   and stream them line by line through :func:`~batchfsm.result_lines.iter_outcomes`.
+   and stream them line by line through :func:`~batchfsm.ledger.result_lines.iter_outcomes`.
    Lines are classified by content, not by file, and joined on ``custom_id``.
 3. Deliver the successes of pending ids to the sink in **one** ``write_batch`` call,
    which publishes a (job, batch) at most once. Malformed lines go to ``quarantine``.
-4. Only then settle the ledger (:func:`~batchfsm.handlers.reconcile.apply_fates`):
+4. Only then settle the ledger (:func:`~batchfsm.handlers.settle.apply_fates`):
    pending ids with no line are *missing* and go back to ``retry`` for free.
 
 Crash safety follows from that order. A crash before step 3 repeats everything. A crash
@@ -41,15 +41,15 @@ from typing import Protocol, runtime_checkable
 
 from batchfsm.errors import BatchNotFoundError, HandlerError
 from batchfsm.handlers.base import EffectContext
-from batchfsm.handlers.reconcile import (
+from batchfsm.handlers.settle import (
     Submitted,
     apply_fates,
     max_attempts_for,
     submitted_ids,
 )
-from batchfsm.ledger import MISSING, SUCCEEDED, Fate, Tally, fate_for_line, merge
+from batchfsm.ledger.result_lines import OutcomeKind, iter_outcomes
+from batchfsm.ledger.rules import MISSING, SUCCEEDED, Fate, Tally, fate_for_line, merge
 from batchfsm.persistence.sinks import QuarantinedLine
-from batchfsm.result_lines import OutcomeKind, iter_outcomes
 
 __all__ = ["Ingested", "harvest", "ingest_files", "scratch_dir"]
 
@@ -72,7 +72,7 @@ class Ingested:
 
     fates: dict[str, Fate] = field(default_factory=dict)
     lines: Counter[str] = field(default_factory=Counter)
-    """Lines read, by :class:`~batchfsm.result_lines.OutcomeKind`."""
+    """Lines read, by :class:`~batchfsm.ledger.result_lines.OutcomeKind`."""
     quarantined: list[QuarantinedLine] = field(default_factory=list)
     foreign: int = 0
     """Lines naming an id this batch never carried (counted, logged, otherwise ignored)."""

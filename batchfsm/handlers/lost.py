@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 
 from batchfsm.handlers.base import EffectContext
-from batchfsm.handlers.reconcile import apply_fates, max_attempts_for, submitted_ids
-from batchfsm.ledger import LOST
+from batchfsm.handlers.settle import apply_fates, max_attempts_for, submitted_ids
+from batchfsm.ledger.rules import LOST
 
 __all__ = ["release_lost"]
 

@@ -16,7 +16,7 @@ from batchfsm.persistence.url import default_store_url, open_store
 
 if TYPE_CHECKING:
     from batchfsm.persistence.memory import MemoryJobStore
-    from batchfsm.persistence.sqlite import SQLiteJobStore
+    from batchfsm.persistence.sqlite.store import SQLiteJobStore
 
 __all__ = [
     "BaseJobStore",
@@ -29,7 +29,7 @@ __all__ = [
 
 _LAZY = {
     "MemoryJobStore": "batchfsm.persistence.memory",
-    "SQLiteJobStore": "batchfsm.persistence.sqlite",
+    "SQLiteJobStore": "batchfsm.persistence.sqlite.store",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Self
 
 from batchfsm.errors import JobNotFoundError, StoreError
 from batchfsm.fsm.models import BatchRecord, HistoryEntry
+from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry, SubmitIntent
 from batchfsm.persistence.contract import JobStore
 from batchfsm.persistence.items import (
     BatchItem,
@@ -30,7 +31,6 @@ from batchfsm.persistence.items import (
     encode_history,
     ledger_key,
 )
-from batchfsm.records import ItemState, JobRecord, LedgerEntry, SubmitIntent
 
 __all__ = [
     "LEDGER_PAGE",

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from batchfsm.fsm.models import BatchRecord, HistoryEntry
-from batchfsm.records import ItemState, JobRecord, LedgerEntry, SubmitIntent
+from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry, SubmitIntent
 
 __all__ = ["JobStore"]
 

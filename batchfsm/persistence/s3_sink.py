@@ -99,7 +99,7 @@ class S3Sink:
             if self._client_factory is not None:
                 self._client = self._client_factory()
             else:
-                from batchfsm.aws_clients import make_client
+                from batchfsm.persistence.botocore_clients import make_client
 
                 self._client = make_client("s3")
         return self._client

@@ -52,11 +52,11 @@ def open_store(url: str | None = None) -> JobStore:
 
         return MemoryJobStore()
     if scheme == "sqlite":
-        from batchfsm.persistence.sqlite import SQLiteJobStore
+        from batchfsm.persistence.sqlite.store import SQLiteJobStore
 
         return SQLiteJobStore(sqlite_path(url))
     # Imported here only: boto3 is an optional dependency (batchfsm[aws]).
-    from batchfsm.persistence.dynamodb import DynamoDBJobStore
+    from batchfsm.persistence.dynamodb.store import DynamoDBJobStore
 
     return DynamoDBJobStore.from_url(url)
 

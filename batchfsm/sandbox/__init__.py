@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from batchfsm.sandbox.stats import RequestStats
     from batchfsm.sandbox.world import World
 
-# Exported lazily, so ``batchfsm sandbox --help`` and ``import batchfsm.sandbox.command``
+# Exported lazily, so ``batchfsm sandbox --help`` and ``import batchfsm.cli.sandbox``
 # load neither werkzeug nor the world until a sandbox is really built.
 _HOMES = {
     "FATE_METADATA_KEY": "scenario",

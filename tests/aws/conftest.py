@@ -17,7 +17,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from batchfsm.aws import LambdaApp
+from batchfsm.aws.lambda_app import LambdaApp
 from batchfsm.ports import FrozenClock
 from batchfsm.sandbox import Scenario
 from batchfsm.sandbox.server import RunningSandbox, running_sandbox
@@ -99,7 +99,7 @@ class Deployment:
 
     def submit(self, custom_ids: list[str], **metadata: str) -> tuple[str, list[str]]:
         """Submit a job the way the CLI would, on the function's own store."""
-        from batchfsm.submit import submit_job
+        from batchfsm.jobs.submit import submit_job
 
         path = self.tmp / f"in-{uuid.uuid4().hex[:8]}.jsonl"
         path.write_bytes(batch_input(custom_ids))

@@ -11,7 +11,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from batchfsm.aws_secrets import KEY_ENV, SECRET_ARN_ENV
+from batchfsm.aws.secrets import KEY_ENV, SECRET_ARN_ENV
 from batchfsm.sandbox import Fate, Phases, Scenario
 from tests.aws.conftest import Deployment
 
@@ -22,9 +22,9 @@ NEVER_ON_THE_POLL_PATH = (
     "boto3",
     "s3transfer",
     "batchfsm.handlers.harvest",
-    "batchfsm.result_lines",
+    "batchfsm.ledger.result_lines",
     "batchfsm.sandbox",
-    "batchfsm.cli",
+    "batchfsm.cli.main",
     "rich",
     "werkzeug",
     "flask",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchfsm.aws_contract import (
+from batchfsm.aws.contract import (
     ACTIONS,
     CONTRACT_FIELDS,
     MAX_REPORTED_BATCHES,
@@ -20,7 +20,7 @@ from batchfsm.aws_contract import (
 )
 from batchfsm.fsm.models import BatchRecord, BatchSnapshot, RequestCounts
 from batchfsm.fsm.spec import TERMINAL, BatchStatus
-from batchfsm.records import ItemState
+from batchfsm.ledger.records import ItemState
 
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
 CREATED = int((NOW - timedelta(hours=1)).timestamp())

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from batchfsm import aws
-from batchfsm.aws_contract import CONTRACT_FIELDS
-from batchfsm.aws_secrets import resolve_api_key
+from batchfsm.aws.contract import CONTRACT_FIELDS
+from batchfsm.aws.secrets import resolve_api_key
 from batchfsm.config import ConfigError
 from batchfsm.sandbox import Fate, Phases, Scenario
 from batchfsm.sandbox.server import running_sandbox
@@ -238,7 +238,7 @@ def test_the_collector_is_paused_for_a_build_and_back_after_it_even_when_it_fail
 
 def test_importing_the_entry_point_builds_nothing() -> None:
     code = (
-        "import sys, batchfsm.aws as a\n"
+        "import sys, batchfsm.aws.lambda_app as a\n"
         "from batchfsm.fsm.engine import rulebook\n"
         "heavy = {'boto3', 'botocore', 'openai', 'httpx2', 'sqlite3', 'werkzeug', 'flask',\n"
         "         'moto', 'rich', 'graphviz', 'batchfsm.sandbox', 'batchfsm.wiring'}\n"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from batchfsm.aws_contract import ACTIONS, CONTRACT_FIELDS
-from batchfsm.cli import main
-from batchfsm.stepfunctions import FUNCTION_ARN, definition, render
+from batchfsm.aws.contract import ACTIONS, CONTRACT_FIELDS
+from batchfsm.aws.stepfunctions import FUNCTION_ARN, definition, render
+from batchfsm.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "deploy" / "statemachine.asl.json"

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from batchfsm.cancel import cancel_batch
-from batchfsm.records import ItemState
+from batchfsm.aws.stepfunctions import definition
+from batchfsm.jobs.cancel import cancel_batch
+from batchfsm.ledger.records import ItemState
 from batchfsm.sandbox import Fate, Phases, Scenario
-from batchfsm.stepfunctions import definition
 from tests.aws.asl_interpreter import Execution, Interpreter, TaskFailed
 from tests.aws.conftest import Deployment
 

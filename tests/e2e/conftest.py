@@ -1,7 +1,7 @@
 """End-to-end: the real CLI, the official client over HTTP, a sandbox on a loopback port.
 
 Each test gets a working directory with its own SQLite store and results directory,
-and a ``cli`` helper that runs ``batchfsm.cli.main`` and returns (exit code, stdout,
+and a ``cli`` helper that runs ``batchfsm.cli.main.main`` and returns (exit code, stdout,
 stderr). The sandbox runs on scaled time, so a 24 h window passes in well under a second.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from batchfsm.cli import main
+from batchfsm.cli.main import main
 from batchfsm.sandbox import RunningSandbox, Scenario, running_sandbox
 
 # 24 sandbox hours in about 0.35 real seconds; the default 14 s life of a batch is ~0.06 ms.

@@ -14,7 +14,7 @@ from batchfsm.gateway import OpenAIGateway
 from batchfsm.handlers import default_registry
 from batchfsm.persistence.base import JobStore
 from batchfsm.persistence.sinks import DirectorySink
-from batchfsm.persistence.sqlite import SQLiteJobStore
+from batchfsm.persistence.sqlite.store import SQLiteJobStore
 from batchfsm.ports import FrozenClock
 from batchfsm.sandbox import SandboxApp, Scenario, World
 from batchfsm.sandbox.testing import batch_input, openai_client

@@ -1,4 +1,4 @@
-"""submit -> poll -> items -> retry -> cancel through ``batchfsm.cli.main``, over HTTP."""
+"""submit -> poll -> items -> retry -> cancel through ``batchfsm.cli.main.main``, over HTTP."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from batchfsm.fsm.models import EventEntry
-from batchfsm.persistence.sqlite import SQLiteJobStore
+from batchfsm.persistence.sqlite.store import SQLiteJobStore
 from batchfsm.sandbox import Fate, Faults, Phases, Scenario
 from tests.e2e.conftest import Env
 from tests.e2e.support import (

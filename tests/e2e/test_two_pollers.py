@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batchfsm.persistence.sqlite import SQLiteJobStore
-from batchfsm.records import ItemState
+from batchfsm.ledger.records import ItemState
+from batchfsm.persistence.sqlite.store import SQLiteJobStore
 from batchfsm.sandbox import Fate, Faults, Scenario
 from tests.e2e.conftest import Env
 from tests.e2e.support import EMBEDDINGS, RETRIEVE_ROUTE, write_input

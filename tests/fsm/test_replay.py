@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from batchfsm.errors import InputFileError
+from batchfsm.fsm.history_file import read_history
 from batchfsm.fsm.replay import replay
-from batchfsm.history_file import read_history
 from batchfsm.pytest_plugin import ReplayHistory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "batchfsm" / "examples"

@@ -10,7 +10,7 @@ import pytest
 
 from batchfsm.fsm.models import BatchErrorItem
 from batchfsm.handlers.failure import judge_failure
-from batchfsm.records import ItemState
+from batchfsm.ledger.records import ItemState
 from batchfsm.sandbox.testing import batch_input
 from tests.handlers.conftest import Rig, error_of
 

@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from batchfsm.handlers import default_registry
-from batchfsm.handlers import reconcile as reconcile_module
+from batchfsm.handlers import settle as reconcile_module
 from batchfsm.handlers.harvest import harvest
+from batchfsm.ledger.records import ItemState, LedgerEntry
 from batchfsm.persistence import SQLiteJobStore
 from batchfsm.persistence.sinks import DirectorySink
-from batchfsm.records import ItemState, LedgerEntry
 from batchfsm.sandbox.testing import batch_input
 from batchfsm.tracker import Tracker
 from tests.handlers.conftest import ENDPOINT, Rig, error_of

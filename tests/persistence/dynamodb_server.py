@@ -20,7 +20,7 @@ import pytest
 from botocore.config import Config
 
 from batchfsm.persistence import JobStore
-from batchfsm.persistence.dynamodb import DynamoDBJobStore
+from batchfsm.persistence.dynamodb.store import DynamoDBJobStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

@@ -20,11 +20,11 @@ from batchfsm.errors import (
 )
 from batchfsm.fsm.models import BatchRecord, EventEntry, OutboxEntry
 from batchfsm.fsm.spec import BatchStatus
-from batchfsm.persistence.dynamodb import DynamoDBJobStore
-from batchfsm.persistence.dynamodb_layout import table_definition
+from batchfsm.ledger.records import ItemState, LedgerEntry
+from batchfsm.persistence.dynamodb.layout import table_definition
+from batchfsm.persistence.dynamodb.store import DynamoDBJobStore
 from batchfsm.persistence.url import open_store
 from batchfsm.ports import FrozenClock
-from batchfsm.records import ItemState, LedgerEntry
 from tests.persistence.dynamodb_server import client, fresh_store, server, unique_table
 
 S = BatchStatus

@@ -16,11 +16,11 @@ from botocore.stub import Stubber
 from batchfsm.errors import StaleJobError, StoreNotInitialisedError, StoreUnavailableError
 from batchfsm.fsm.models import BatchRecord, EventEntry
 from batchfsm.fsm.spec import BatchStatus
-from batchfsm.persistence.dynamodb import DynamoDBJobStore
-from batchfsm.persistence.dynamodb_calls import RetryPolicy
-from batchfsm.persistence.dynamodb_items import batch_to_item, ledger_to_item
+from batchfsm.ledger.records import LedgerEntry
+from batchfsm.persistence.dynamodb.calls import RetryPolicy
+from batchfsm.persistence.dynamodb.items import batch_to_item, ledger_to_item
+from batchfsm.persistence.dynamodb.store import DynamoDBJobStore
 from batchfsm.persistence.items import LedgerItem, encode_batch
-from batchfsm.records import LedgerEntry
 
 THROTTLES = [
     "ProvisionedThroughputExceededException",
@@ -169,7 +169,7 @@ def test_batch_writes_hold_25_items_and_unprocessed_ones_are_resubmitted(h: Harn
 
 
 def test_batch_gets_hold_100_keys_and_unprocessed_ones_are_resubmitted(h: Harness) -> None:
-    from batchfsm.persistence.dynamodb_layout import ledger_entry_key
+    from batchfsm.persistence.dynamodb.layout import ledger_entry_key
 
     keys = [ledger_entry_key("j", f"r{i:03d}") for i in range(101)]
     h.stub.add_response(

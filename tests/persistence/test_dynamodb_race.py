@@ -11,8 +11,8 @@ import pytest
 
 from batchfsm.errors import StaleJobError
 from batchfsm.fsm.models import BatchRecord, EventEntry
-from batchfsm.persistence.dynamodb import DynamoDBJobStore
-from batchfsm.records import ItemState, LedgerEntry
+from batchfsm.ledger.records import ItemState, LedgerEntry
+from batchfsm.persistence.dynamodb.store import DynamoDBJobStore
 from tests.persistence.dynamodb_server import client, fresh_store
 
 WRITERS = 6

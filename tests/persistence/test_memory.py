@@ -10,8 +10,8 @@ import pytest
 
 from batchfsm.errors import StaleJobError, StoreError, UnknownStatusError
 from batchfsm.fsm.models import BatchRecord, EventEntry
+from batchfsm.ledger.records import LedgerEntry
 from batchfsm.persistence.memory import MemoryJobStore
-from batchfsm.records import LedgerEntry
 
 
 def test_unknown_stored_state_is_unknown_status_error() -> None:

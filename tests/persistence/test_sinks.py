@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from batchfsm.ledger.result_lines import OutcomeKind, iter_outcomes
 from batchfsm.persistence.sinks import DirectorySink, MemorySink, QuarantinedLine, ResultSink
-from batchfsm.result_lines import OutcomeKind, iter_outcomes
 
 DATA = Path(__file__).parent.parent / "data"
 

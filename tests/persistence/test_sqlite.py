@@ -16,8 +16,8 @@ import pytest
 from batchfsm.errors import StaleJobError, StoreError, StoreUnavailableError, UnknownStatusError
 from batchfsm.fsm.models import BatchRecord, EventEntry
 from batchfsm.fsm.spec import BatchStatus
-from batchfsm.persistence.sqlite import SQLiteJobStore
-from batchfsm.persistence.sqlite_schema import SCHEMA_VERSION
+from batchfsm.persistence.sqlite.schema import SCHEMA_VERSION
+from batchfsm.persistence.sqlite.store import SQLiteJobStore
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -247,7 +247,7 @@ RACER = textwrap.dedent("""
     import json, sys, time
     from batchfsm.errors import JobNotFoundError, StaleJobError
     from batchfsm.fsm.models import EventEntry
-    from batchfsm.persistence.sqlite import SQLiteJobStore
+    from batchfsm.persistence.sqlite.store import SQLiteJobStore
 
     path, name, target = sys.argv[1], sys.argv[2], int(sys.argv[3])
     won, lost = [], 0

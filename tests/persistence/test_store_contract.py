@@ -27,8 +27,8 @@ from batchfsm.fsm.models import (
     TransitionEntry,
 )
 from batchfsm.fsm.spec import BatchStatus
+from batchfsm.ledger.records import ItemError, ItemState, JobRecord, LedgerEntry, SubmitIntent
 from batchfsm.persistence import JobStore, base
-from batchfsm.records import ItemError, ItemState, JobRecord, LedgerEntry, SubmitIntent
 from tests.persistence.factories import STORE_FACTORIES
 
 S = BatchStatus

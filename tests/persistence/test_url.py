@@ -100,7 +100,7 @@ def test_memory_url_takes_no_path() -> None:
 
 
 def test_dynamodb_url_opens_the_dynamodb_store_without_io() -> None:
-    from batchfsm.persistence.dynamodb import DynamoDBJobStore
+    from batchfsm.persistence.dynamodb.store import DynamoDBJobStore
 
     # Port 9 (discard) on loopback: nothing listens, and nothing should be contacted yet.
     store = open_store("dynamodb://jobs?region=eu-west-1&endpoint_url=http://127.0.0.1:9")

@@ -23,7 +23,7 @@ def test_public_api_is_pinned_and_resolves() -> None:
 
 def test_importing_the_command_loads_no_server_code() -> None:
     code = (
-        "import sys, batchfsm.sandbox.command as c, argparse;"
+        "import sys, batchfsm.cli.sandbox as c, argparse;"
         "p = argparse.ArgumentParser(); c.add_parser(p.add_subparsers());"
         "print(sorted(m.split('.')[0] for m in sys.modules"
         " if m.split('.')[0] in {'werkzeug', 'openai', 'httpx2', 'pytest'}))"

@@ -14,8 +14,8 @@ from pathlib import Path
 import openai
 import pytest
 
+from batchfsm.cli.sandbox import add_parser, run, serve_command
 from batchfsm.sandbox import Fate, RunningSandbox, Scenario, running_sandbox
-from batchfsm.sandbox.command import add_parser, run, serve_command
 from batchfsm.sandbox.testing import batch_input, openai_client
 
 

@@ -1,0 +1,354 @@
+"""``batchfsm submit | poll | retry | cancel | items``: parsing and printing only.
+
+The logic lives in :mod:`batchfsm.jobs.submit`, :mod:`batchfsm.poller`, :mod:`batchfsm.jobs.retry`
+and :mod:`batchfsm.jobs.cancel`; the object graph comes from :mod:`batchfsm.wiring`.
+``submit``, ``poll`` and ``retry`` first close submit intents a crashed run left open
+(:func:`~batchfsm.jobs.intents.reconcile_intents`).
+
+JSON shapes (``--json``): ``submit`` in :mod:`batchfsm.jobs.submit`, ``retry`` in
+:mod:`batchfsm.jobs.retry`, and::
+
+    batchfsm poll --json     {"done": true, "timed_out": false, "cycles": 7,
+                              "started_at": "...", "finished_at": "...",
+                              "batches": [<status --json row>, ...],   # seen this run
+                              "retry_batches": ["batch_..."],          # sent by --auto-retry
+                              "retry_items": 0,                        # still waiting
+                              "errors": 0}                             # API failures survived
+    batchfsm items --json    {"items": [{"job_id", "custom_id", "state", "attempts",
+                                         "batches": [...], "last_error":
+                                         {"code", "message", "category"} | null}]}
+    batchfsm cancel --json   <status --json row of the batch>
+
+Exit codes: 0 success; 1 an API or store failure; 2 bad input (a bad line, bad
+metadata, cancelling an ended batch); 3 ``poll --until-done`` ran out of ``--timeout``;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from batchfsm.cli.output import print_json, print_table
+from batchfsm.errors import InputFileError
+from batchfsm.jobs.input_file import ENDPOINTS, Limits
+from batchfsm.ledger.records import ItemState, LedgerEntry
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_TIMEOUT", "add_parsers", "item_json"]
+
+EXIT_TIMEOUT = 3
+EXIT_INTERRUPTED = 130
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds (>= 0), not {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return value
+
+
+def add_parsers(subparsers: Any) -> None:
+    from batchfsm.cli.store import add_store_option
+
+    submit = subparsers.add_parser("submit", help="validate a JSONL request file and send it")
+    submit.add_argument("file", type=Path, help="the JSONL request file")
+    submit.add_argument("--endpoint", required=True, choices=sorted(ENDPOINTS))
+    submit.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE",
+        help="batch metadata (repeatable; at most 14 pairs, batchfsm adds two)",
+    )  # fmt: skip
+    submit.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=None,
+        help="executions per request before it is failed (default 3)",
+    )
+    submit.add_argument(
+        "--job-id",
+        default=None,
+        help="name the job (default: a digest of the input, so a re-run resumes)",
+    )
+    _max_requests_option(submit)
+    submit.add_argument("--json", action="store_true")
+    add_store_option(submit)
+    submit.set_defaults(func=run_submit)
+
+    poll = subparsers.add_parser("poll", help="poll every tracked batch and run what it owes")
+    mode = poll.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="one cycle, then exit")
+    mode.add_argument(
+        "--until-done",
+        action="store_true",
+        help="exit 0 once nothing is left to do (3 on --timeout)",
+    )
+    poll.add_argument(
+        "--interval",
+        type=_seconds,
+        metavar="S",
+        default=None,
+        help="seconds between cycles (default $BATCHFSM_POLL_INTERVAL or 30)",
+    )
+    poll.add_argument(
+        "--timeout", type=_seconds, default=None, metavar="S", help="give up after S seconds"
+    )
+    poll.add_argument(
+        "--auto-retry", action="store_true", help="send retry items as new batches inside the loop"
+    )
+    poll.add_argument(
+        "--backoff-base",
+        type=_seconds,
+        metavar="S",
+        default=None,
+        help="first wait after a queue-full failure ($BATCHFSM_RETRY_BACKOFF_BASE, else 60 s)",
+    )
+    poll.add_argument(
+        "--backoff-cap",
+        type=_seconds,
+        metavar="S",
+        default=None,
+        help="longest wait after queue-full failures ($BATCHFSM_RETRY_BACKOFF_CAP, else 1800 s)",
+    )
+    _max_requests_option(poll)
+    _results_dir_option(poll)
+    poll.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    add_store_option(poll)
+    poll.set_defaults(func=run_poll)
+
+    retry = subparsers.add_parser("retry", help="send the items waiting in retry as new batches")
+    retry.add_argument("--job", default=None, help="only this job (default: every job)")
+    _max_requests_option(retry)
+    retry.add_argument("--json", action="store_true")
+    add_store_option(retry)
+    retry.set_defaults(func=run_retry)
+
+    cancel = subparsers.add_parser("cancel", help="ask the API to cancel a batch")
+    cancel.add_argument("batch_id")
+    cancel.add_argument("--json", action="store_true")
+    add_store_option(cancel)
+    cancel.set_defaults(func=run_cancel)
+
+    items = subparsers.add_parser("items", help="the per-request ledger")
+    items.add_argument("--job", default=None)
+    items.add_argument("--batch", default=None)
+    items.add_argument("--state", choices=[s.value for s in ItemState], default=None)
+    items.add_argument("--json", action="store_true")
+    add_store_option(items)
+    items.set_defaults(func=run_items)
+
+
+def _max_requests_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-requests", type=_positive_int, default=None, metavar="N",
+        help="at most N requests per batch (default and API maximum: 50,000); "
+        "smaller batches finish sooner",
+    )  # fmt: skip
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    if args.max_requests is None:
+        return Limits()
+    return Limits(max_requests=min(args.max_requests, Limits().max_requests))
+
+
+def _results_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results-dir", type=Path, default=None,
+        help="where results land (default ./batchfsm-results or $BATCHFSM_RESULTS_DIR)",
+    )  # fmt: skip
+
+
+def _metadata(pairs: list[str]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InputFileError(f"expected KEY=VALUE, not {pair!r}", field="metadata")
+        metadata[key] = value
+    return metadata
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from batchfsm.jobs.intents import reconcile_intents
+    from batchfsm.jobs.submit import submit_job, submit_json
+    from batchfsm.wiring import runtime_from_args
+
+    metadata = _metadata(args.metadata)
+    with runtime_from_args(args) as runtime:
+        reconcile_intents(runtime.tracker)
+        result = submit_job(
+            runtime.tracker,
+            args.file,
+            args.endpoint,
+            metadata=metadata,
+            max_attempts=args.max_attempts,
+            job_id=args.job_id,
+            limits=_limits(args),
+        )
+        data = submit_json(runtime.tracker, result)
+    if args.json:
+        print_json(data)
+        return 0
+    job = data["job"]
+    verb = "resumed" if result.resumed else "submitted"
+    print(
+        f"job {job['job_id']} {verb}: {job['requests']} requests in "
+        f"{len(data['batches'])} batches ({len(result.launched)} sent now)"
+    )
+    _print_batches(data["batches"])
+    if data["open_intents"]:
+        print(
+            f"{len(data['open_intents'])} batches may still be in flight elsewhere; "
+            "`batchfsm poll` settles them"
+        )
+    return 0
+
+
+def _print_batches(rows: list[dict[str, Any]]) -> None:
+    print_table(
+        f"{len(rows)} batches",
+        ["batch", "job", "state", "requests", "retry of"],
+        [(r["batch_id"], r["job_id"], r["state"], r["requests"], r["parent_batch_id"])
+         for r in rows],
+    )  # fmt: skip
+
+
+def run_poll(args: argparse.Namespace) -> int:
+    from batchfsm.cli.progress import PlainProgress, make_progress
+    from batchfsm.jobs.retry import Backoff
+    from batchfsm.poller import Poller
+    from batchfsm.wiring import runtime_from_args
+
+    with runtime_from_args(args) as runtime:
+        settings = runtime.settings
+        progress = (
+            PlainProgress(sys.stderr, clock=runtime.tracker.clock)
+            if args.json
+            else make_progress(clock=runtime.tracker.clock)
+        )
+        with progress:
+            poller = Poller(
+                runtime.tracker,
+                backoff=Backoff(
+                    settings.backoff_base if args.backoff_base is None else args.backoff_base,
+                    settings.backoff_cap if args.backoff_cap is None else args.backoff_cap,
+                ),
+                limits=_limits(args),
+                on_cycle=progress.on_cycle,
+            )
+            try:
+                summary = poller.run(
+                    until_done=args.until_done,
+                    max_cycles=1 if args.once else None,
+                    interval=args.interval,
+                    timeout=args.timeout,
+                    auto_retry=args.auto_retry,
+                )
+            except KeyboardInterrupt:
+                print("interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+    if args.json:
+        print_json(summary.to_json())
+    elif args.until_done or args.once:
+        state = "done" if summary.done else "timed out" if summary.timed_out else "not done"
+        print(
+            f"{state} after {summary.cycles} cycles: {len(summary.batches)} batches, "
+            f"{summary.retry_items} items in retry"
+        )
+    return EXIT_TIMEOUT if summary.timed_out else 0
+
+
+def run_retry(args: argparse.Namespace) -> int:
+    from batchfsm.jobs.intents import reconcile_intents
+    from batchfsm.jobs.retry import retry_items, retry_json
+    from batchfsm.wiring import runtime_from_args
+
+    with runtime_from_args(args) as runtime:
+        reconcile_intents(runtime.tracker, job_id=args.job)
+        result = retry_items(runtime.tracker, job_id=args.job, limits=_limits(args))
+        data = retry_json(runtime.tracker, result)
+    if args.json:
+        print_json(data)
+        return 0
+    if not data["batches"]:
+        print("no items waiting in retry")
+        return 0
+    _print_batches(data["batches"])
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    from batchfsm.cli.store import record_json
+    from batchfsm.jobs.cancel import cancel_batch
+    from batchfsm.wiring import runtime_from_args
+
+    with runtime_from_args(args) as runtime:
+        record = cancel_batch(runtime.tracker, args.batch_id)
+    row = record_json(record)
+    if args.json:
+        print_json(row)
+    else:
+        print(
+            f"cancel requested for {record.batch_id}: now {record.state.value} "
+            "(it ends once the API reports `cancelled`; `batchfsm poll` follows it)"
+        )
+    return 0
+
+
+def item_json(entry: LedgerEntry) -> dict[str, Any]:
+    """One ledger entry for ``items --json`` (never the request line itself)."""
+    error = entry.last_error
+    return {
+        "job_id": entry.job_id,
+        "custom_id": entry.custom_id,
+        "state": entry.state.value,
+        "attempts": entry.attempts,
+        "batches": list(entry.batches),
+        "last_error": error.model_dump() if error is not None else None,
+    }
+
+
+def run_items(args: argparse.Namespace) -> int:
+    from batchfsm.persistence import open_store
+
+    store = open_store(args.store)
+    try:
+        state = ItemState(args.state) if args.state else None
+        rows = [item_json(e) for e in store.iter_ledger(args.job, batch_id=args.batch, state=state)]
+    finally:
+        store.close()
+    if args.json:
+        print_json({"items": rows})
+        return 0
+    print_table(
+        f"{len(rows)} items",
+        ["job", "custom_id", "state", "attempts", "batches", "last error"],
+        [(r["job_id"], r["custom_id"], r["state"], r["attempts"], " ".join(r["batches"]),
+          _error_text(r["last_error"])) for r in rows],
+    )  # fmt: skip
+    return 0
+
+
+def _error_text(error: dict[str, Any] | None) -> str:
+    if not error:
+        return ""
+    code = error.get("code") or error["category"]
+    message = error.get("message") or ""
+    return f"{code}: {message}"[:80] if message else str(code)

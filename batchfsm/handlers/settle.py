@@ -1,0 +1,107 @@
+"""Writing a batch's verdicts into the ledger: chunked, conditional, conflict-safe.
+
+The pure rules live in :mod:`batchfsm.ledger.rules`; this module is their I/O half, shared by
+every handler that settles items (harvest, classify_failure, release_lost):
+
+* which ids a batch is answerable for (:func:`submitted_ids`): entries that went
+  through it and are still ``pending`` there;
+* saving verdicts chunk by chunk (:func:`apply_fates`), each chunk a conditional write
+  on the entries' versions. On a conflict the chunk is re-read and recomputed, never
+  overwritten; because only pending entries change, what another writer settled in the
+  meantime is left alone, so two pollers racing converge on one outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from batchfsm.config import Settings
+from batchfsm.errors import HandlerError, JobNotFoundError, StaleJobError
+from batchfsm.ledger.records import ItemState
+from batchfsm.ledger.rules import Fate, Tally, reconcile
+from batchfsm.persistence.base import JobStore
+
+__all__ = ["LEDGER_CHUNK", "Submitted", "apply_fates", "max_attempts_for", "submitted_ids"]
+
+logger = logging.getLogger(__name__)
+
+LEDGER_CHUNK = 500
+"""Entries read and saved per step: bounded memory whatever the job's size."""
+MAX_LEDGER_CONFLICTS = 8
+
+
+@dataclass
+class Submitted:
+    """The ids one batch is answerable for. Holds ids only (never entries)."""
+
+    pending: list[str] = field(default_factory=list)
+    """Still ``pending`` with this batch as their current batch, in ledger order."""
+    known: set[str] = field(default_factory=set)
+    """Every id that went through this batch, settled or not (to spot foreign lines)."""
+
+
+def submitted_ids(store: JobStore, job_id: str, batch_id: str) -> Submitted:
+    """Stream the ledger entries of ``batch_id`` and keep the ids that matter."""
+    out = Submitted()
+    for entry in store.iter_ledger(job_id, batch_id=batch_id):
+        out.known.add(entry.custom_id)
+        if entry.state is ItemState.PENDING and entry.batches and entry.batches[-1] == batch_id:
+            out.pending.append(entry.custom_id)
+    return out
+
+
+def max_attempts_for(store: JobStore, job_id: str, settings: Settings) -> int:
+    """The job's own limit (``JobRecord.max_attempts``), else the configured default."""
+    try:
+        return store.load_job(job_id).max_attempts
+    except JobNotFoundError:
+        return settings.max_attempts
+
+
+def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def apply_fates(
+    store: JobStore,
+    *,
+    job_id: str,
+    batch_id: str,
+    ids: Sequence[str],
+    fates: Mapping[str, Fate],
+    unaccounted: Fate,
+    max_attempts: int,
+) -> Tally:
+    """Settle ``ids`` (pending in ``batch_id``) by ``fates``, else by ``unaccounted``.
+
+    Returns what *this call* settled. Raises :class:`HandlerError` if one chunk keeps
+    losing version races (the effect then stays owed and runs again later).
+    """
+    total = Tally()
+    for chunk in _chunks(ids, LEDGER_CHUNK):
+        for _ in range(MAX_LEDGER_CONFLICTS):
+            entries = store.get_ledger(job_id, chunk)
+            result = reconcile(
+                (entries[c] for c in chunk if c in entries),
+                batch_id,
+                fates,
+                unaccounted=unaccounted,
+                max_attempts=max_attempts,
+            )
+            try:
+                if result.changed:
+                    store.save_ledger(result.changed)
+            except StaleJobError:
+                logger.info("batch %s: ledger chunk changed under us, recomputing", batch_id)
+                continue
+            total.add(result.tally)
+            break
+        else:
+            raise HandlerError(
+                f"ledger of job {job_id} kept changing while settling batch {batch_id}",
+                effect_key=f"{batch_id}:ledger",
+            )
+    return total

@@ -1,0 +1,238 @@
+"""``submit``: check a request file, split it to fit the limits, send it as one *job*.
+
+Nothing is uploaded before the whole file is known good: :func:`submit_job` validates
+every line first (:func:`~batchfsm.jobs.input_file.plan_chunks`), so an error names its line
+and leaves no trace. Then, chunk by chunk, it goes through the intent steps of
+:mod:`batchfsm.jobs.intents` (intent, ledger entries ``pending`` with ``batches=()``, upload,
+create, record), so a crash at any point costs neither a duplicate batch nor a lost one.
+
+Re-running the same command is safe: the job id defaults to a digest of the endpoint,
+the metadata and the file's bytes, so a second ``submit`` of the same input *resumes*
+that job (sending only requests no batch or open intent covers yet) instead of paying
+twice. Pass ``job_id`` (``--job-id``) to run the same file again as a new job.
+
+``batchfsm submit --json`` prints::
+
+    {
+      "job": {
+        "job_id": "job-3f2a...",        # the job (one input file)
+        "endpoint": "/v1/embeddings",
+        "source": "requests.jsonl",      # the path given, for humans
+        "requests": 120000,              # request lines in the file
+        "max_attempts": 3,
+        "metadata": {"project": "x"},   # the user's pairs (batchfsm adds its own two)
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "resumed": false                 # true: the job existed, nothing was re-sent
+      },
+      "batches": [                       # every batch of the job, oldest first
+        {"batch_id": "batch_...", "state": "validating", "requests": 50000,
+         "parent_batch_id": null}
+      ],
+      "open_intents": []                 # intent ids another process may still be sending
+    }
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from batchfsm.errors import DuplicateJobError, InputFileError
+from batchfsm.fsm.models import BatchRecord
+from batchfsm.jobs.claims import claim_items, closed_intents
+from batchfsm.jobs.input_file import Limits, plan_chunks
+from batchfsm.jobs.intents import (
+    check_metadata,
+    launch_intent,
+    open_intent_ids,
+    plan_intent,
+    reconcile_intents,
+)
+from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry
+
+if TYPE_CHECKING:
+    from batchfsm.tracker import Tracker
+
+__all__ = ["SubmitResult", "batch_rows", "job_id_for", "submit_job", "submit_json"]
+
+_DIGEST_BLOCK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    job: JobRecord
+    batches: list[BatchRecord]
+    """Every batch of the job, oldest first (including ones from an earlier run)."""
+    launched: list[str]
+    """Batch ids created by this call."""
+    resumed: bool
+    """The job already existed: this call only sent what was not yet covered."""
+    open_intents: list[str]
+
+
+def job_id_for(path: Path, endpoint: str, metadata: Mapping[str, str]) -> str:
+    """A job id that is the same for the same input: endpoint, metadata and bytes."""
+    digest = hashlib.sha256()
+    digest.update(endpoint.encode() + b"\0")
+    digest.update(orjson.dumps(dict(sorted(metadata.items()))) + b"\0")
+    with Path(path).open("rb") as fh:
+        while block := fh.read(_DIGEST_BLOCK):
+            digest.update(block)
+    return f"job-{digest.hexdigest()[:16]}"
+
+
+def submit_job(
+    tracker: Tracker,
+    path: Path,
+    endpoint: str,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    max_attempts: int | None = None,
+    job_id: str | None = None,
+    limits: Limits | None = None,
+) -> SubmitResult:
+    """Validate ``path``, then send it as batches of one job; see the module docstring.
+
+    :raises InputFileError: a bad line (naming it), bad metadata, or ``job_id`` naming a
+        job with another endpoint or size. Nothing is written or uploaded then.
+    :raises GatewayError: the API failed; what was sent is recorded, re-run to resume.
+    """
+    path = Path(path)
+    user_metadata = check_metadata(metadata or {})
+    limits = limits or Limits()
+    chunks = plan_chunks(
+        path,
+        endpoint,
+        max_requests=limits.max_requests,
+        max_bytes=limits.max_bytes,
+        max_embedding_inputs=limits.max_embedding_inputs,
+    )  # validates the whole file before returning
+    requests = _count_lines(path)  # blank lines were refused: one line, one request
+    job_id = job_id or job_id_for(path, endpoint, user_metadata)
+    job, resumed = _open_job(
+        tracker,
+        JobRecord(
+            job_id=job_id,
+            endpoint=endpoint,
+            created_at=tracker.clock.now(),
+            source=str(path),
+            metadata=user_metadata,
+            max_attempts=max_attempts or tracker.settings.max_attempts,
+            requests=requests,
+        ),
+    )
+    if resumed:
+        reconcile_intents(tracker, job_id=job_id)
+    covered = _covered(tracker, job_id) if resumed else set()
+    launched = []
+    for chunk in chunks:
+        todo = [r for r in chunk.requests if r.custom_id not in covered]
+        if not todo:
+            continue
+        lines = {r.custom_id: r.text for r in todo}
+        intent = plan_intent(tracker, job_id, lines)
+        closed = set(closed_intents(tracker, job_id)) if resumed else set()
+        intent = claim_items(tracker, intent, _claim_new(job_id, lines, closed))
+        record = launch_intent(tracker, job, intent)
+        if record is not None:
+            launched.append(record.batch_id)
+    open_intents = [i.intent_id for i in tracker.store.list_intents(job_id, open_only=True)]
+    return SubmitResult(
+        job=job,
+        batches=tracker.store.list_batches(job_id),
+        launched=launched,
+        resumed=resumed,
+        open_intents=open_intents,
+    )
+
+
+def _open_job(tracker: Tracker, job: JobRecord) -> tuple[JobRecord, bool]:
+    try:
+        return tracker.store.put_job(job), False
+    except DuplicateJobError:
+        existing = tracker.store.load_job(job.job_id)
+    if (existing.endpoint, existing.requests) != (job.endpoint, job.requests):
+        raise InputFileError(
+            f"job {job.job_id} exists with {existing.requests} requests for "
+            f"{existing.endpoint}; this file has {job.requests} for {job.endpoint} "
+            "(choose another --job-id)",
+            path=job.source,
+        )
+    return existing, True
+
+
+def _covered(tracker: Tracker, job_id: str) -> set[str]:
+    """custom_ids already in a batch of the job or owned by an open intent."""
+    covered = open_intent_ids(tracker, job_id)
+    closed = closed_intents(tracker, job_id)
+    for entry in tracker.store.iter_ledger(job_id):
+        if entry.batches or entry.state is not ItemState.PENDING:
+            covered.add(entry.custom_id)
+        elif entry.intent_id is not None and entry.intent_id not in closed:
+            covered.add(entry.custom_id)  # claimed by an intent not listed as open yet
+    return covered
+
+
+def _claim_new(job_id: str, lines: Mapping[str, str], closed: set[str]) -> Any:
+    """A new entry per request. An existing ``pending`` one that never ran is taken
+    over only if no live intent holds it: unclaimed, or claimed by an intent in
+    ``closed`` (ids of intents that ended without sending it)."""
+
+    def change(entry: LedgerEntry | None, custom_id: str) -> LedgerEntry | None:
+        if entry is None:
+            return LedgerEntry(job_id=job_id, custom_id=custom_id, line=lines[custom_id])
+        if entry.state is not ItemState.PENDING or entry.batches:
+            return None
+        if entry.intent_id is not None and entry.intent_id not in closed:
+            return None  # an open intent (perhaps a racing submit) is sending it
+        return entry
+
+    return change
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def batch_rows(tracker: Tracker, batches: list[BatchRecord]) -> list[dict[str, Any]]:
+    """One JSON row per batch: id, state, request count (from its intent), parent."""
+    sizes: dict[str, int] = {}
+    for job_id in {b.job_id for b in batches if b.job_id}:
+        for intent in tracker.store.list_intents(job_id):
+            if intent.batch_id:
+                sizes[intent.batch_id] = len(intent.custom_ids)
+    return [
+        {
+            "batch_id": b.batch_id,
+            "job_id": b.job_id,
+            "state": b.state.value,
+            "requests": sizes.get(b.batch_id),
+            "parent_batch_id": b.parent_batch_id,
+        }
+        for b in batches
+    ]
+
+
+def submit_json(tracker: Tracker, result: SubmitResult) -> dict[str, Any]:
+    """The documented ``submit --json`` shape (module docstring)."""
+    job = result.job
+    return {
+        "job": {
+            "job_id": job.job_id,
+            "endpoint": job.endpoint,
+            "source": job.source,
+            "requests": job.requests,
+            "max_attempts": job.max_attempts,
+            "metadata": job.metadata,
+            "created_at": job.created_at.isoformat(),
+            "resumed": result.resumed,
+        },
+        "batches": batch_rows(tracker, result.batches),
+        "open_intents": result.open_intents,
+    }

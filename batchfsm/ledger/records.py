@@ -1,0 +1,97 @@
+"""Records beside the batch lifecycle: jobs, submit intents and the per-request ledger.
+
+A *job* is what a user submitted (one input file); it becomes one or more batches
+(split to respect the API limits, plus retry batches). Every request of a job has one
+ledger entry keyed by ``(job_id, custom_id)`` that says where it stands.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class JobRecord(_Record):
+    job_id: str
+    endpoint: str
+    created_at: datetime
+    source: str | None = None
+    """Where the input came from (a path), for humans; retries never re-read it."""
+    metadata: dict[str, str] = Field(default_factory=dict)
+    max_attempts: int = 3
+    requests: int = 0
+    version: int = 0
+
+
+IntentState = Literal["planned", "uploaded", "created", "abandoned"]
+
+
+class SubmitIntent(_Record):
+    """Written before any upload, so a crash between ``create`` and our own write is
+    reconciled by finding the batch whose metadata carries ``intent_id``.
+
+    An open intent is *leased*: until ``lease_until`` only ``lease_owner`` works on it;
+    after that a reconciler may take it over (a conditional write that renews the
+    lease in its own name), so a crashed submitter's intent is finished exactly once.
+    """
+
+    intent_id: str
+    job_id: str
+    created_at: datetime
+    custom_ids: tuple[str, ...]
+    state: IntentState = "planned"
+    file_id: str | None = None
+    batch_id: str | None = None
+    parent_batch_ids: tuple[str, ...] = ()
+    lease_owner: str | None = None
+    """The process (``Tracker.owner``) working on the intent."""
+    lease_until: datetime | None = None
+    """Nobody else takes the intent before this. None: written before leases existed;
+    ``created_at`` plus ``Settings.lease_seconds`` stands in for it."""
+    version: int = 0
+
+
+class ItemState(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+ErrorCategory = Literal[
+    "permanent", "retryable", "not_run", "missing", "queue_full", "input", "lost", "malformed"
+]
+
+
+class ItemError(_Record):
+    code: str | None = None
+    message: str | None = None
+    category: ErrorCategory
+
+
+class LedgerEntry(_Record):
+    """One request of one job. ``attempts`` counts real executions only: a line in the
+    output or error file other than ``batch_expired``/``batch_cancelled``."""
+
+    job_id: str
+    custom_id: str
+    line: str
+    """The original request line, so a retry never needs the input file again."""
+    state: ItemState = ItemState.PENDING
+    attempts: int = 0
+    batches: tuple[str, ...] = ()
+    last_error: ItemError | None = None
+    result_batch_id: str | None = None
+    intent_id: str | None = None
+    """The submit intent that last claimed the entry, set in the same conditional write
+    that makes it ``pending`` for a new batch. Only that intent sends it, and once the
+    intent is closed without sending it, the entry is free again (see
+    :func:`batchfsm.jobs.intents.release_stranded`)."""
+    version: int = 0
