@@ -55,9 +55,8 @@ if TYPE_CHECKING:
     from batchfsm.fsm.replay import ReplayResult, replay
     from batchfsm.fsm.spec import BatchStatus
     from batchfsm.gateway import OpenAIGateway
-    from batchfsm.persistence.base import JobStore
     from batchfsm.persistence.url import open_store
-    from batchfsm.ports import FrozenClock
+    from batchfsm.ports import FrozenClock, JobStore
     from batchfsm.tracker import PollReport, Tracker
 
 

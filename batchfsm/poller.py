@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from batchfsm.errors import GatewayError
 from batchfsm.fsm.models import BatchRecord
@@ -87,22 +87,6 @@ class PollSummary:
     retry_items: int = 0
     """Items still waiting in ``retry`` at the end."""
     errors: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The documented ``poll --json`` shape (see :mod:`batchfsm.cli.jobs`)."""
-        from batchfsm.cli.store import record_json
-
-        return {
-            "done": self.done,
-            "timed_out": self.timed_out,
-            "cycles": self.cycles,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat(),
-            "batches": [record_json(r) for r in self.batches.values()],
-            "retry_batches": self.retried,
-            "retry_items": self.retry_items,
-            "errors": self.errors,
-        }
 
 
 class Poller:

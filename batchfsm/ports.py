@@ -1,18 +1,41 @@
-"""Small interfaces between the pure core and the outside world.
+"""Every port: the interfaces between the engine and the outside world, in one place.
 
-The core (``batchfsm.fsm``) never reads a clock, a file or the network itself: it is
-handed these, so tests run on a frozen clock and an in-memory store.
+The core (``batchfsm.fsm``, ``batchfsm.ledger``) never reads a clock, a file, a store
+or the network itself; the tracker, handlers and jobs are handed these, so tests run on
+a frozen clock, an in-memory store and the sandbox:
+
+* :class:`Clock` — where "now" comes from;
+* :class:`BatchGateway` — the Batch API (:class:`~batchfsm.gateway.OpenAIGateway`);
+* :class:`JobStore` — where records, history, jobs, intents and the ledger live
+  (:mod:`batchfsm.persistence`);
+* :class:`ResultSink` / :class:`ReplayableSink` — where succeeded results go
+  (:mod:`batchfsm.persistence.sinks`, :mod:`batchfsm.persistence.s3_sink`).
+
+The store's promises (tested for every backend by
+``tests/persistence/test_store_contract.py``):
+Promises (tested for every backend by ``tests/persistence/test_store_contract.py``):
+
+* ``commit`` writes the record, its history entries and its outbox in one atomic step,
+  only if the stored version is still ``expected_version``; otherwise it raises
+  :class:`~batchfsm.errors.StaleJobError` and writes nothing.
+* A stored state outside the eight raises :class:`~batchfsm.errors.UnknownStatusError`
+  on load, never a silent default.
+* ``list_attention`` returns every non-terminal batch plus terminal ones with effects
+  still owed, without scanning every record ever tracked where the backend can avoid it.
+* Ledger writes are conditional per entry on its ``version`` and atomic as a group
+  where the backend allows (SQLite: one transaction; DynamoDB: chunks of 100).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from batchfsm.fsm.models import BatchSnapshot
+    from batchfsm.fsm.models import BatchRecord, BatchSnapshot, HistoryEntry
+    from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry, SubmitIntent
 
 
 @runtime_checkable
@@ -67,3 +90,114 @@ class BatchGateway(Protocol):
     def cancel(self, batch_id: str) -> BatchSnapshot: ...
 
     def iter_batches(self, limit: int = 100) -> Iterator[BatchSnapshot]: ...
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """Where batch records, their history, jobs, intents and the ledger live."""
+
+    url: str
+    """The store's URL with any secret removed (safe to print)."""
+
+    ledger_group_atomic: bool
+    """True if a ``save_ledger`` call that hits a conflict writes none of its entries."""
+
+    def init(self) -> None:
+        """Create tables/schema; idempotent."""
+
+    def close(self) -> None: ...
+
+    # -- batches -------------------------------------------------------------------------
+    def create(self, record: BatchRecord, history: Sequence[HistoryEntry] = ()) -> BatchRecord:
+        """Start tracking a batch; returns it at version 1. DuplicateJobError if tracked."""
+
+    def load(self, batch_id: str) -> BatchRecord:
+        """Rehydrate; JobNotFoundError if unknown, UnknownStatusError if corrupt."""
+
+    def commit(
+        self,
+        record: BatchRecord,
+        *,
+        expected_version: int,
+        history: Sequence[HistoryEntry] = (),
+    ) -> BatchRecord:
+        """Save ``record`` (state, snapshot, outbox) plus ``history`` atomically if the
+        stored version equals ``expected_version``; returns it at version + 1."""
+
+    def history(self, batch_id: str) -> list[HistoryEntry]:
+        """Every history entry of the batch, oldest first."""
+
+    def list_attention(self) -> list[BatchRecord]:
+        """Non-terminal batches plus terminal ones with pending effects."""
+
+    def list_batches(self, job_id: str | None = None) -> list[BatchRecord]:
+        """Every tracked batch (of one job), oldest first."""
+
+    # -- jobs and submit intents -----------------------------------------------------------
+    def put_job(self, job: JobRecord) -> JobRecord:
+        """Create a job (version 1); DuplicateJobError if it exists."""
+
+    def load_job(self, job_id: str) -> JobRecord: ...
+
+    def list_jobs(self) -> list[JobRecord]: ...
+
+    def save_intent(self, intent: SubmitIntent) -> SubmitIntent:
+        """Create (version 0 → 1) or update conditionally on ``intent.version``."""
+
+    def list_intents(
+        self, job_id: str | None = None, *, open_only: bool = False
+    ) -> list[SubmitIntent]:
+        """Intents (of one job); ``open_only``: state ``planned`` or ``uploaded``."""
+
+    # -- ledger ----------------------------------------------------------------------------
+    def save_ledger(self, entries: Sequence[LedgerEntry]) -> list[LedgerEntry]:
+        """Insert (version 0) or update (conditional on version) every entry; returns
+        them at version + 1. On any conflict raises StaleJobError and, where the backend
+        is transactional for the group, writes none of them."""
+
+    def get_ledger(self, job_id: str, custom_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        """The entries that exist among ``custom_ids``."""
+
+    def iter_ledger(
+        self,
+        job_id: str | None = None,
+        *,
+        batch_id: str | None = None,
+        state: ItemState | None = None,
+    ) -> Iterator[LedgerEntry]:
+        """Ledger entries matching every filter given, ordered by (job_id, custom_id)."""
+
+    def count_ledger(self, job_id: str | None = None) -> dict[ItemState, int]:
+        """How many entries are in each state."""
+
+
+class QuarantinedLine(NamedTuple):
+    """A result-file line that could not be used, kept verbatim for inspection."""
+
+    source: str
+    """Which file it came from, e.g. ``"output"`` or ``"error"``."""
+    line: int
+    raw: bytes
+    reason: str
+
+
+@runtime_checkable
+class ResultSink(Protocol):
+    """Receives the successful results of each batch, exactly once per (job, batch)."""
+
+    def has(self, job_id: str, batch_id: str) -> bool:
+        """Whether this batch's results were already delivered."""
+
+    def write_batch(self, job_id: str, batch_id: str, results: Iterable[tuple[str, bytes]]) -> int:
+        """Publish ``(custom_id, raw JSON body)`` pairs atomically; returns the lines
+        written, 0 if the batch was already delivered."""
+
+    def quarantine(self, job_id: str, batch_id: str, lines: Iterable[QuarantinedLine]) -> int:
+        """Keep unusable lines aside (not with the results); same once-only rule."""
+
+
+@runtime_checkable
+class ReplayableSink(Protocol):
+    """A sink that can stream back what it delivered (``DirectorySink.read_batch``)."""
+
+    def read_batch(self, job_id: str, batch_id: str) -> Iterator[tuple[str, bytes]]: ...

@@ -31,8 +31,7 @@ from batchfsm.handlers.base import EffectContext, HandlerRegistry, RecoveryHandl
 from batchfsm.ports import BatchGateway, Clock, SystemClock
 
 if TYPE_CHECKING:
-    from batchfsm.persistence.base import JobStore
-    from batchfsm.persistence.sinks import ResultSink
+    from batchfsm.ports import JobStore, ResultSink
 
 logger = logging.getLogger(__name__)
 

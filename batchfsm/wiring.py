@@ -26,9 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from batchfsm.handlers.base import HandlerRegistry
-    from batchfsm.persistence.base import JobStore
-    from batchfsm.persistence.sinks import ResultSink
-    from batchfsm.ports import BatchGateway, Clock
+    from batchfsm.ports import BatchGateway, Clock, JobStore, ResultSink
     from batchfsm.tracker import PollReport
 
 __all__ = ["Runtime", "build_runtime", "openai_gateway", "runtime_from_args", "settings_from_args"]

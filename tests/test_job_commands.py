@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from batchfsm.cli.jobs import item_json
 from batchfsm.cli.main import main
+from batchfsm.cli.views import item_json
 from batchfsm.ledger.records import ItemError, ItemState, LedgerEntry
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from batchfsm.cli.views import submit_json
 from batchfsm.errors import (
     GatewayError,
     GatewayUnavailableError,
@@ -25,7 +26,7 @@ from batchfsm.jobs.intents import (
     check_metadata,
     reconcile_intents,
 )
-from batchfsm.jobs.submit import submit_job, submit_json
+from batchfsm.jobs.submit import submit_job
 from batchfsm.ledger.records import ItemState
 from batchfsm.persistence.sqlite.store import SQLiteJobStore
 from batchfsm.ports import FrozenClock
@@ -85,7 +86,7 @@ def test_an_input_over_the_limits_becomes_several_batches_of_one_job(tmp_path: P
     )
 
     assert len(result.batches) == 3 and len(result.launched) == 3
-    data = submit_json(tracker, result)
+    data = submit_json(tracker.store, result)
     assert [b["requests"] for b in data["batches"]] == [3, 3, 1]
     assert data["job"]["requests"] == 7 and data["job"]["resumed"] is False
     # Every request has its original line and sits in exactly one batch.

@@ -68,9 +68,7 @@ if TYPE_CHECKING:
 
     from batchfsm.fsm.models import BatchRecord
     from batchfsm.jobs.retry import Backoff
-    from batchfsm.persistence.base import JobStore
-    from batchfsm.persistence.sinks import ResultSink
-    from batchfsm.ports import BatchGateway, Clock
+    from batchfsm.ports import BatchGateway, Clock, JobStore, ResultSink
     from batchfsm.tracker import PollReport
     from batchfsm.wiring import Runtime
 

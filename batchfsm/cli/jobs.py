@@ -5,19 +5,7 @@ and :mod:`batchfsm.jobs.cancel`; the object graph comes from :mod:`batchfsm.wiri
 ``submit``, ``poll`` and ``retry`` first close submit intents a crashed run left open
 (:func:`~batchfsm.jobs.intents.reconcile_intents`).
 
-JSON shapes (``--json``): ``submit`` in :mod:`batchfsm.jobs.submit`, ``retry`` in
-:mod:`batchfsm.jobs.retry`, and::
-
-    batchfsm poll --json     {"done": true, "timed_out": false, "cycles": 7,
-                              "started_at": "...", "finished_at": "...",
-                              "batches": [<status --json row>, ...],   # seen this run
-                              "retry_batches": ["batch_..."],          # sent by --auto-retry
-                              "retry_items": 0,                        # still waiting
-                              "errors": 0}                             # API failures survived
-    batchfsm items --json    {"items": [{"job_id", "custom_id", "state", "attempts",
-                                         "batches": [...], "last_error":
-                                         {"code", "message", "category"} | null}]}
-    batchfsm cancel --json   <status --json row of the batch>
+JSON shapes (``--json``): :mod:`batchfsm.cli.views`.
 
 Exit codes: 0 success; 1 an API or store failure; 2 bad input (a bad line, bad
 metadata, cancelling an ended batch); 3 ``poll --until-done`` ran out of ``--timeout``;
@@ -32,11 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from batchfsm.cli.output import print_json, print_table
+from batchfsm.cli.views import (
+    item_json,
+    poll_summary_json,
+    record_json,
+    retry_json,
+    submit_json,
+)
 from batchfsm.errors import InputFileError
 from batchfsm.jobs.input_file import ENDPOINTS, Limits
-from batchfsm.ledger.records import ItemState, LedgerEntry
+from batchfsm.ledger.records import ItemState
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_TIMEOUT", "add_parsers", "item_json"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_TIMEOUT", "add_parsers"]
 
 EXIT_TIMEOUT = 3
 EXIT_INTERRUPTED = 130
@@ -187,7 +182,7 @@ def _metadata(pairs: list[str]) -> dict[str, str]:
 
 def run_submit(args: argparse.Namespace) -> int:
     from batchfsm.jobs.intents import reconcile_intents
-    from batchfsm.jobs.submit import submit_job, submit_json
+    from batchfsm.jobs.submit import submit_job
     from batchfsm.wiring import runtime_from_args
 
     metadata = _metadata(args.metadata)
@@ -202,7 +197,7 @@ def run_submit(args: argparse.Namespace) -> int:
             job_id=args.job_id,
             limits=_limits(args),
         )
-        data = submit_json(runtime.tracker, result)
+        data = submit_json(runtime.store, result)
     if args.json:
         print_json(data)
         return 0
@@ -265,7 +260,7 @@ def run_poll(args: argparse.Namespace) -> int:
                 print("interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
     if args.json:
-        print_json(summary.to_json())
+        print_json(poll_summary_json(summary))
     elif args.until_done or args.once:
         state = "done" if summary.done else "timed out" if summary.timed_out else "not done"
         print(
@@ -277,13 +272,13 @@ def run_poll(args: argparse.Namespace) -> int:
 
 def run_retry(args: argparse.Namespace) -> int:
     from batchfsm.jobs.intents import reconcile_intents
-    from batchfsm.jobs.retry import retry_items, retry_json
+    from batchfsm.jobs.retry import retry_items
     from batchfsm.wiring import runtime_from_args
 
     with runtime_from_args(args) as runtime:
         reconcile_intents(runtime.tracker, job_id=args.job)
         result = retry_items(runtime.tracker, job_id=args.job, limits=_limits(args))
-        data = retry_json(runtime.tracker, result)
+        data = retry_json(runtime.store, result)
     if args.json:
         print_json(data)
         return 0
@@ -295,7 +290,6 @@ def run_retry(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    from batchfsm.cli.store import record_json
     from batchfsm.jobs.cancel import cancel_batch
     from batchfsm.wiring import runtime_from_args
 
@@ -310,19 +304,6 @@ def run_cancel(args: argparse.Namespace) -> int:
             "(it ends once the API reports `cancelled`; `batchfsm poll` follows it)"
         )
     return 0
-
-
-def item_json(entry: LedgerEntry) -> dict[str, Any]:
-    """One ledger entry for ``items --json`` (never the request line itself)."""
-    error = entry.last_error
-    return {
-        "job_id": entry.job_id,
-        "custom_id": entry.custom_id,
-        "state": entry.state.value,
-        "attempts": entry.attempts,
-        "batches": list(entry.batches),
-        "last_error": error.model_dump() if error is not None else None,
-    }
 
 
 def run_items(args: argparse.Namespace) -> int:

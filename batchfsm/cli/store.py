@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from typing import Any
 
 from batchfsm.cli.output import print_json, print_table
-from batchfsm.fsm.models import BatchRecord, HistoryEntry, TransitionEntry
+from batchfsm.cli.views import history_json, record_json
 from batchfsm.persistence import open_store
 
 
@@ -47,31 +46,6 @@ def run_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ts(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None
-
-
-def record_json(record: BatchRecord) -> dict[str, Any]:
-    """The documented ``status --json`` shape of one batch."""
-    snap = record.snapshot
-    counts = snap.request_counts if snap else None
-    return {
-        "batch_id": record.batch_id,
-        "job_id": record.job_id,
-        "state": record.state.value,
-        "version": record.version,
-        "lost": record.lost,
-        "cancel_requested": record.cancel_requested,
-        "request_counts": counts.model_dump() if counts else None,
-        "deadline": _ts(record.deadline()),
-        "observed_at": _ts(record.observed_at),
-        "output_file_id": snap.output_file_id if snap else None,
-        "error_file_id": snap.error_file_id if snap else None,
-        "pending_effects": [e.key for e in record.pending_effects],
-        "parent_batch_id": record.parent_batch_id,
-    }
-
-
 def run_status(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     try:
@@ -104,13 +78,6 @@ def _counts(counts: dict[str, int] | None) -> str:
     if not counts:
         return ""
     return f"{counts['completed']}/{counts['failed']}/{counts['total']}"
-
-
-def history_json(entry: HistoryEntry) -> dict[str, Any]:
-    data = entry.model_dump(mode="json", by_alias=True)
-    if isinstance(entry, TransitionEntry):
-        data = {"kind": "transition", **data["hop"]}
-    return data
 
 
 def run_history(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from batchfsm.persistence.base import JobStore
+    from batchfsm.ports import JobStore
 
 __all__ = ["BatchOutcome", "DemoReport", "collect_outcomes", "print_summary", "write_diagrams"]
 

@@ -21,8 +21,7 @@ logger = logging.getLogger("batchfsm.alerts")
 
 if TYPE_CHECKING:
     from batchfsm.config import Settings
-    from batchfsm.persistence.base import JobStore
-    from batchfsm.persistence.sinks import ResultSink
+    from batchfsm.ports import JobStore, ResultSink
 
 
 @dataclass

@@ -37,7 +37,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from batchfsm.errors import BatchNotFoundError, HandlerError
 from batchfsm.handlers.base import EffectContext
@@ -49,7 +48,7 @@ from batchfsm.handlers.settle import (
 )
 from batchfsm.ledger.result_lines import OutcomeKind, iter_outcomes
 from batchfsm.ledger.rules import MISSING, SUCCEEDED, Fate, Tally, fate_for_line, merge
-from batchfsm.persistence.sinks import QuarantinedLine
+from batchfsm.ports import QuarantinedLine, ReplayableSink
 
 __all__ = ["Ingested", "harvest", "ingest_files", "scratch_dir"]
 
@@ -57,13 +56,6 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_IDS = 5
 """How many example ids a log line or history event names (never the whole set)."""
-
-
-@runtime_checkable
-class ReplayableSink(Protocol):
-    """A sink that can stream back what it delivered (``DirectorySink.read_batch``)."""
-
-    def read_batch(self, job_id: str, batch_id: str) -> Iterator[tuple[str, bytes]]: ...
 
 
 @dataclass

@@ -21,7 +21,7 @@ from batchfsm.config import Settings
 from batchfsm.errors import HandlerError, JobNotFoundError, StaleJobError
 from batchfsm.ledger.records import ItemState
 from batchfsm.ledger.rules import Fate, Tally, reconcile
-from batchfsm.persistence.base import JobStore
+from batchfsm.ports import JobStore
 
 __all__ = ["LEDGER_CHUNK", "Submitted", "apply_fates", "max_attempts_for", "submitted_ids"]
 

@@ -15,12 +15,7 @@ measured from the failed batch's ``failed_at`` (or from when
 we saw it fail, if that is earlier by our clock). A manual ``batchfsm retry`` sends them
 at once: a person asked for it.
 
-``batchfsm retry --json`` prints::
-
-    {
-      "batches": [{"batch_id", "job_id", "state", "requests", "parent_batch_id"}],
-      "waiting": [{"job_id": "...", "items": 12, "ready_at": "2026-...+00:00"}]
-    }
+``batchfsm retry --json`` prints the shape in :mod:`batchfsm.cli.views`.
 """
 
 from __future__ import annotations
@@ -31,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from batchfsm.errors import JobNotFoundError
 from batchfsm.fsm.models import BatchRecord
@@ -39,13 +34,12 @@ from batchfsm.fsm.spec import BatchStatus
 from batchfsm.jobs.claims import claim_items
 from batchfsm.jobs.input_file import Limits, plan_chunks, write_chunk
 from batchfsm.jobs.intents import launch_intent, open_intent_ids, plan_intent
-from batchfsm.jobs.submit import batch_rows
 from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry
 
 if TYPE_CHECKING:
     from batchfsm.tracker import Tracker
 
-__all__ = ["Backoff", "RetryResult", "Waiting", "retry_items", "retry_json"]
+__all__ = ["Backoff", "RetryResult", "Waiting", "retry_items"]
 
 logger = logging.getLogger(__name__)
 
@@ -207,14 +201,3 @@ def _send(tracker: Tracker, job: JobRecord, group: list[LedgerEntry]) -> BatchRe
 
     intent = claim_items(tracker, intent, claim)
     return launch_intent(tracker, job, intent)
-
-
-def retry_json(tracker: Tracker, result: RetryResult) -> dict[str, Any]:
-    """The documented ``retry --json`` shape (module docstring)."""
-    return {
-        "batches": batch_rows(tracker, result.batches),
-        "waiting": [
-            {"job_id": w.job_id, "items": w.items, "ready_at": w.ready_at.isoformat()}
-            for w in result.waiting
-        ],
-    }

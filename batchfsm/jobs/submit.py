@@ -11,25 +11,7 @@ the metadata and the file's bytes, so a second ``submit`` of the same input *res
 that job (sending only requests no batch or open intent covers yet) instead of paying
 twice. Pass ``job_id`` (``--job-id``) to run the same file again as a new job.
 
-``batchfsm submit --json`` prints::
-
-    {
-      "job": {
-        "job_id": "job-3f2a...",        # the job (one input file)
-        "endpoint": "/v1/embeddings",
-        "source": "requests.jsonl",      # the path given, for humans
-        "requests": 120000,              # request lines in the file
-        "max_attempts": 3,
-        "metadata": {"project": "x"},   # the user's pairs (batchfsm adds its own two)
-        "created_at": "2026-01-01T00:00:00+00:00",
-        "resumed": false                 # true: the job existed, nothing was re-sent
-      },
-      "batches": [                       # every batch of the job, oldest first
-        {"batch_id": "batch_...", "state": "validating", "requests": 50000,
-         "parent_batch_id": null}
-      ],
-      "open_intents": []                 # intent ids another process may still be sending
-    }
+``batchfsm submit --json`` prints the shape in :mod:`batchfsm.cli.views`.
 """
 
 from __future__ import annotations
@@ -58,7 +40,7 @@ from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry
 if TYPE_CHECKING:
     from batchfsm.tracker import Tracker
 
-__all__ = ["SubmitResult", "batch_rows", "job_id_for", "submit_job", "submit_json"]
+__all__ = ["SubmitResult", "job_id_for", "submit_job"]
 
 _DIGEST_BLOCK = 1024 * 1024
 
@@ -198,41 +180,3 @@ def _claim_new(job_id: str, lines: Mapping[str, str], closed: set[str]) -> Any:
 def _count_lines(path: Path) -> int:
     with path.open("rb") as fh:
         return sum(1 for _ in fh)
-
-
-def batch_rows(tracker: Tracker, batches: list[BatchRecord]) -> list[dict[str, Any]]:
-    """One JSON row per batch: id, state, request count (from its intent), parent."""
-    sizes: dict[str, int] = {}
-    for job_id in {b.job_id for b in batches if b.job_id}:
-        for intent in tracker.store.list_intents(job_id):
-            if intent.batch_id:
-                sizes[intent.batch_id] = len(intent.custom_ids)
-    return [
-        {
-            "batch_id": b.batch_id,
-            "job_id": b.job_id,
-            "state": b.state.value,
-            "requests": sizes.get(b.batch_id),
-            "parent_batch_id": b.parent_batch_id,
-        }
-        for b in batches
-    ]
-
-
-def submit_json(tracker: Tracker, result: SubmitResult) -> dict[str, Any]:
-    """The documented ``submit --json`` shape (module docstring)."""
-    job = result.job
-    return {
-        "job": {
-            "job_id": job.job_id,
-            "endpoint": job.endpoint,
-            "source": job.source,
-            "requests": job.requests,
-            "max_attempts": job.max_attempts,
-            "metadata": job.metadata,
-            "created_at": job.created_at.isoformat(),
-            "resumed": result.resumed,
-        },
-        "batches": batch_rows(tracker, result.batches),
-        "open_intents": result.open_intents,
-    }

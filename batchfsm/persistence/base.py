@@ -1,7 +1,7 @@
 """BaseJobStore: the shared half of every backend, written once.
 
 The contract itself (the promises, and the :class:`JobStore` Protocol callers type
-against) is :mod:`batchfsm.persistence.contract`; ``JobStore`` is re-exported here, its
+against) is :mod:`batchfsm.ports`; ``JobStore`` is re-exported here, its
 long-standing import path. :class:`BaseJobStore` is the shared half (template method, as
 powertools' ``BasePersistenceLayer``): it owns the version rule, the filters and the
 record <-> item mapping of :mod:`batchfsm.persistence.items`, and leaves a backend only
@@ -17,7 +17,6 @@ from typing import Self
 from batchfsm.errors import JobNotFoundError, StoreError
 from batchfsm.fsm.models import BatchRecord, HistoryEntry
 from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry, SubmitIntent
-from batchfsm.persistence.contract import JobStore
 from batchfsm.persistence.items import (
     BatchItem,
     IntentItem,
@@ -31,6 +30,7 @@ from batchfsm.persistence.items import (
     encode_history,
     ledger_key,
 )
+from batchfsm.ports import JobStore
 
 __all__ = [
     "LEDGER_PAGE",

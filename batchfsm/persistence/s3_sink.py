@@ -33,7 +33,8 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from batchfsm.errors import StoreUnavailableError, StoreURLError
-from batchfsm.persistence.sinks import QuarantinedLine, _check_name, _quarantine_line, _unique
+from batchfsm.persistence.sinks import _check_name, _quarantine_line, _unique
+from batchfsm.ports import QuarantinedLine
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client

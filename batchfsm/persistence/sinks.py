@@ -37,36 +37,12 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple, Protocol, runtime_checkable
 
 import orjson
 
-__all__ = ["DirectorySink", "MemorySink", "QuarantinedLine", "ResultSink"]
+from batchfsm.ports import QuarantinedLine
 
-
-class QuarantinedLine(NamedTuple):
-    """A result-file line that could not be used, kept verbatim for inspection."""
-
-    source: str
-    """Which file it came from, e.g. ``"output"`` or ``"error"``."""
-    line: int
-    raw: bytes
-    reason: str
-
-
-@runtime_checkable
-class ResultSink(Protocol):
-    """Receives the successful results of each batch, exactly once per (job, batch)."""
-
-    def has(self, job_id: str, batch_id: str) -> bool:
-        """Whether this batch's results were already delivered."""
-
-    def write_batch(self, job_id: str, batch_id: str, results: Iterable[tuple[str, bytes]]) -> int:
-        """Publish ``(custom_id, raw JSON body)`` pairs atomically; returns the lines
-        written, 0 if the batch was already delivered."""
-
-    def quarantine(self, job_id: str, batch_id: str, lines: Iterable[QuarantinedLine]) -> int:
-        """Keep unusable lines aside (not with the results); same once-only rule."""
+__all__ = ["DirectorySink", "MemorySink"]
 
 
 def _result_line(custom_id: str, batch_id: str, body: bytes) -> bytes:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from batchfsm.errors import StoreURLError
-from batchfsm.persistence.base import JobStore
+from batchfsm.ports import JobStore
 
 STORE_ENV = "BATCHFSM_STORE"
 DEFAULT_STORE_URL = "sqlite:///batchfsm.db"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from batchfsm.errors import StoreUnavailableError, StoreURLError
 from batchfsm.persistence.s3_sink import MIN_PART_SIZE, S3Sink
-from batchfsm.persistence.sinks import QuarantinedLine, ResultSink
+from batchfsm.ports import QuarantinedLine, ResultSink
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client

@@ -12,10 +12,9 @@ from pathlib import Path
 from batchfsm.config import Settings
 from batchfsm.gateway import OpenAIGateway
 from batchfsm.handlers import default_registry
-from batchfsm.persistence.base import JobStore
 from batchfsm.persistence.sinks import DirectorySink
 from batchfsm.persistence.sqlite.store import SQLiteJobStore
-from batchfsm.ports import FrozenClock
+from batchfsm.ports import FrozenClock, JobStore
 from batchfsm.sandbox import SandboxApp, Scenario, World
 from batchfsm.sandbox.testing import batch_input, openai_client
 from batchfsm.tracker import Tracker

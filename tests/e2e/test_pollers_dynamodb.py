@@ -27,8 +27,8 @@ import pytest
 from batchfsm.fsm.models import EventEntry
 from batchfsm.fsm.spec import BatchStatus
 from batchfsm.ledger.records import ItemState
-from batchfsm.persistence.base import JobStore
 from batchfsm.persistence.sqlite.store import SQLiteJobStore
+from batchfsm.ports import JobStore
 from batchfsm.sandbox import Fate, Phases, RunningSandbox, Scenario, running_sandbox
 from tests.e2e.support import BATCHES_ROUTE, EMBEDDINGS, RETRIEVE_ROUTE, UPLOAD_ROUTE, write_input
 from tests.persistence.dynamodb_server import fresh_store, server

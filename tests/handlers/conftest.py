@@ -26,8 +26,8 @@ from batchfsm.handlers import default_registry
 from batchfsm.handlers.base import EffectContext, HandlerRegistry
 from batchfsm.ledger.records import ItemError, ItemState, JobRecord, LedgerEntry
 from batchfsm.persistence import SQLiteJobStore
-from batchfsm.persistence.sinks import DirectorySink, ResultSink
-from batchfsm.ports import FrozenClock
+from batchfsm.persistence.sinks import DirectorySink
+from batchfsm.ports import FrozenClock, ResultSink
 from batchfsm.sandbox import Fate, Phases, SandboxApp, Scenario, World
 from batchfsm.sandbox.testing import batch_input, openai_client
 from batchfsm.tracker import PollReport, Tracker

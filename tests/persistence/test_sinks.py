@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from batchfsm.ledger.result_lines import OutcomeKind, iter_outcomes
-from batchfsm.persistence.sinks import DirectorySink, MemorySink, QuarantinedLine, ResultSink
+from batchfsm.persistence.sinks import DirectorySink, MemorySink
+from batchfsm.ports import QuarantinedLine, ResultSink
 
 DATA = Path(__file__).parent.parent / "data"
 

@@ -1,0 +1,165 @@
+"""Every ``--json`` shape the command line prints, in one place.
+
+The library returns typed results (records, ledger entries, :class:`SubmitResult`,
+:class:`RetryResult`, :class:`PollSummary`); this module is the only one that turns
+them into the documented JSON, so a shape is changed (and reviewed) here alone::
+
+    batchfsm status --json   {"batches": [<record>, ...]}
+      <record>               {"batch_id", "job_id", "state", "version", "lost",
+                              "cancel_requested", "request_counts": {"total",
+                              "completed", "failed"} | null, "deadline", "observed_at",
+                              "output_file_id", "error_file_id", "pending_effects": [...],
+                              "parent_batch_id"}
+    batchfsm history --json  {"batch_id", "history": [<transition, rejection or event>]}
+    batchfsm submit --json   {"job": {"job_id", "endpoint", "source", "requests",
+                                      "max_attempts", "metadata", "created_at",
+                                      "resumed"},
+                              "batches": [<batch row>], "open_intents": [...]}
+      <batch row>            {"batch_id", "job_id", "state", "requests", "parent_batch_id"}
+    batchfsm retry --json    {"batches": [<batch row>], "waiting": [{"job_id", "items",
+                                                                    "ready_at"}]}
+    batchfsm poll --json     {"done", "timed_out", "cycles", "started_at", "finished_at",
+                              "batches": [<record>], "retry_batches": [...],
+                              "retry_items", "errors"}
+    batchfsm items --json    {"items": [{"job_id", "custom_id", "state", "attempts",
+                                         "batches": [...], "last_error":
+                                         {"code", "message", "category"} | null}]}
+    batchfsm cancel --json   <record>
+
+Timestamps are ISO 8601 in UTC. A request line itself is never printed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from batchfsm.fsm.models import TransitionEntry
+
+if TYPE_CHECKING:
+    from batchfsm.fsm.models import BatchRecord, HistoryEntry
+    from batchfsm.jobs.retry import RetryResult
+    from batchfsm.jobs.submit import SubmitResult
+    from batchfsm.ledger.records import LedgerEntry
+    from batchfsm.poller import PollSummary
+    from batchfsm.ports import JobStore
+
+__all__ = [
+    "batch_rows",
+    "history_json",
+    "item_json",
+    "poll_summary_json",
+    "record_json",
+    "retry_json",
+    "submit_json",
+]
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None
+
+
+def record_json(record: BatchRecord) -> dict[str, Any]:
+    """One tracked batch (``status --json``, ``cancel --json``, ``poll --json``)."""
+    snap = record.snapshot
+    counts = snap.request_counts if snap else None
+    return {
+        "batch_id": record.batch_id,
+        "job_id": record.job_id,
+        "state": record.state.value,
+        "version": record.version,
+        "lost": record.lost,
+        "cancel_requested": record.cancel_requested,
+        "request_counts": counts.model_dump() if counts else None,
+        "deadline": _ts(record.deadline()),
+        "observed_at": _ts(record.observed_at),
+        "output_file_id": snap.output_file_id if snap else None,
+        "error_file_id": snap.error_file_id if snap else None,
+        "pending_effects": [e.key for e in record.pending_effects],
+        "parent_batch_id": record.parent_batch_id,
+    }
+
+
+def history_json(entry: HistoryEntry) -> dict[str, Any]:
+    """One history entry (``history --json``); a transition is flattened to its hop."""
+    data = entry.model_dump(mode="json", by_alias=True)
+    if isinstance(entry, TransitionEntry):
+        data = {"kind": "transition", **data["hop"]}
+    return data
+
+
+def item_json(entry: LedgerEntry) -> dict[str, Any]:
+    """One ledger entry for ``items --json`` (never the request line itself)."""
+    error = entry.last_error
+    return {
+        "job_id": entry.job_id,
+        "custom_id": entry.custom_id,
+        "state": entry.state.value,
+        "attempts": entry.attempts,
+        "batches": list(entry.batches),
+        "last_error": error.model_dump() if error is not None else None,
+    }
+
+
+def batch_rows(store: JobStore, batches: list[BatchRecord]) -> list[dict[str, Any]]:
+    """One row per batch: id, state, request count (from its intent), parent."""
+    sizes: dict[str, int] = {}
+    for job_id in {b.job_id for b in batches if b.job_id}:
+        for intent in store.list_intents(job_id):
+            if intent.batch_id:
+                sizes[intent.batch_id] = len(intent.custom_ids)
+    return [
+        {
+            "batch_id": b.batch_id,
+            "job_id": b.job_id,
+            "state": b.state.value,
+            "requests": sizes.get(b.batch_id),
+            "parent_batch_id": b.parent_batch_id,
+        }
+        for b in batches
+    ]
+
+
+def submit_json(store: JobStore, result: SubmitResult) -> dict[str, Any]:
+    """``submit --json``: the job, every batch of it, and intents still open."""
+    job = result.job
+    return {
+        "job": {
+            "job_id": job.job_id,
+            "endpoint": job.endpoint,
+            "source": job.source,
+            "requests": job.requests,
+            "max_attempts": job.max_attempts,
+            "metadata": job.metadata,
+            "created_at": job.created_at.isoformat(),
+            "resumed": result.resumed,
+        },
+        "batches": batch_rows(store, result.batches),
+        "open_intents": result.open_intents,
+    }
+
+
+def retry_json(store: JobStore, result: RetryResult) -> dict[str, Any]:
+    """``retry --json``: the batches sent and the queue-full items still waiting."""
+    return {
+        "batches": batch_rows(store, result.batches),
+        "waiting": [
+            {"job_id": w.job_id, "items": w.items, "ready_at": w.ready_at.isoformat()}
+            for w in result.waiting
+        ],
+    }
+
+
+def poll_summary_json(summary: PollSummary) -> dict[str, Any]:
+    """``poll --json``: what a run of the poll loop did."""
+    return {
+        "done": summary.done,
+        "timed_out": summary.timed_out,
+        "cycles": summary.cycles,
+        "started_at": summary.started_at.isoformat(),
+        "finished_at": summary.finished_at.isoformat(),
+        "batches": [record_json(r) for r in summary.batches.values()],
+        "retry_batches": summary.retried,
+        "retry_items": summary.retry_items,
+        "errors": summary.errors,
+    }
