@@ -16,6 +16,7 @@ as attributes; the original exception, where there is one, is on ``__cause__``.
     │   ├── JobNotFoundError
     │   ├── DuplicateJobError       create() on an id that exists
     │   ├── StaleJobError           lost the optimistic version check
+│   │   └── ConflictRetriesExhaustedError  lost it on every attempt
     │   ├── StoreNotInitialisedError  the table/schema is missing: run ``batchfsm init``
     │   ├── StoreUnavailableError   the backend failed (sqlite3.Error, ClientError)
     │   └── StoreURLError           a --store URL that names no known store
@@ -104,11 +105,28 @@ class StaleJobError(StoreError):
     ) -> None:
         self.batch_id = batch_id
         self.kind = kind
-        self.expected_version = expected_version
+        self.expected_version: int | None = expected_version
         self.actual_version = actual_version
         super().__init__(
             f"{kind} {batch_id}: stale write (expected version {expected_version}, "
             f"store has {actual_version})"
+        )
+
+
+class ConflictRetriesExhaustedError(StaleJobError):
+    """Every attempt of an optimistic write lost its race
+    (:func:`batchfsm.persistence.optimistic.retry_on_conflict`): something keeps
+    rewriting the same item. Nothing was overwritten; the work can simply run again."""
+
+    def __init__(self, subject: str, *, attempts: int) -> None:
+        self.subject = subject
+        self.attempts = attempts
+        self.batch_id = subject
+        self.kind = "write"
+        self.expected_version = None
+        self.actual_version = None
+        StoreError.__init__(
+            self, f"{subject}: gave up after {attempts} attempts, each lost to another writer"
         )
 
 

@@ -32,7 +32,8 @@ from batchfsm.errors import GatewayError
 from batchfsm.fsm.models import BatchRecord
 from batchfsm.jobs.claims import release_stranded
 from batchfsm.jobs.input_file import Limits
-from batchfsm.jobs.intents import ReconcileReport, reconcile_intents
+from batchfsm.jobs.intents import Intents
+from batchfsm.jobs.reconcile import ReconcileReport, reconcile_intents
 from batchfsm.jobs.retry import Backoff, Waiting, retry_items
 from batchfsm.ledger.records import ItemState
 
@@ -124,7 +125,7 @@ class Poller:
         store = self.tracker.store
         report = CycleReport(number=self._cycles, at=self.clock.now(), reports=[])
         if store.list_intents(open_only=True):
-            report.reconciled = reconcile_intents(self.tracker)
+            report.reconciled = reconcile_intents(Intents.of(self.tracker))
             report.errors.extend(f"intent {i}: API failed" for i in report.reconciled.failed)
         report.reports = self.tracker.poll_once()
         report.errors.extend(f"{r.batch_id}: {r.error}" for r in report.reports if r.error)
@@ -143,7 +144,7 @@ class Poller:
             # Nothing can still send or settle these: claimed by an intent that closed
             # without them. Retry items go back to retry (sent next cycle).
             for job in store.list_jobs():
-                report.released.extend(release_stranded(self.tracker, job.job_id))
+                report.released.extend(release_stranded(store, job.job_id))
             counts = store.count_ledger() if report.released else counts
         report.retry_items = counts[ItemState.RETRY]
         if self.on_cycle is not None:

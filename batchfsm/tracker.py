@@ -19,15 +19,17 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from batchfsm.config import Settings
-from batchfsm.errors import BatchNotFoundError, GatewayError, StaleJobError
+from batchfsm.errors import BatchNotFoundError, ConflictRetriesExhaustedError, GatewayError
 from batchfsm.fsm.engine import Applied, rulebook
 from batchfsm.fsm.models import BatchRecord, BatchSnapshot, EventEntry, HistoryEntry, OutboxEntry
-from batchfsm.handlers.base import EffectContext, HandlerRegistry, RecoveryHandler
+from batchfsm.fsm.spec import LOST_EFFECT
+from batchfsm.handlers.base import EffectContext, HandlerRegistry
+from batchfsm.handlers.outbox import OutboxRunner
+from batchfsm.persistence.optimistic import retry_on_conflict
 from batchfsm.ports import BatchGateway, Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -35,8 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LOST_EFFECT = "release_lost"
-MAX_CONFLICT_RETRIES = 8
 
 PollKind = Literal["heartbeat", "advanced", "rejected", "lost", "error"]
 
@@ -84,6 +84,14 @@ class Tracker:
         self.owner = owner or default_owner()
         self.on_event = on_event
         self.book = rulebook()
+        self.outbox = OutboxRunner(
+            store=store,
+            handlers=handlers,
+            clock=self.clock,
+            owner=self.owner,
+            lease_seconds=self.settings.lease_seconds,
+            context=self._context,
+        )
 
     # -- tracking ------------------------------------------------------------------------
     def track(
@@ -102,7 +110,7 @@ class Tracker:
             batch_id=snapshot.id, job_id=job_id, parent_batch_id=parent_batch_id, items=items
         )
         applied = self.book.apply(record, snapshot, at=self.clock.now())
-        record, notes, _ran = self._settle_inline(applied.record)
+        record, notes, _ran = self.outbox.settle_inline(applied.record)
         history: tuple[HistoryEntry, ...] = (*applied.history, *notes)
         if parent_batch_id:
             history = (
@@ -131,25 +139,19 @@ class Tracker:
         self, batch_id: str, snapshot: BatchSnapshot, known: BatchRecord | None
     ) -> tuple[Applied, BatchRecord, list[str]]:
         """:meth:`apply`, also naming the inline effects its commit ran."""
-        record = known
-        for _ in range(MAX_CONFLICT_RETRIES):
-            record = record or self.store.load(batch_id)
+
+        def attempt(retry: bool) -> tuple[Applied, BatchRecord, list[str]]:
+            record = known if known is not None and not retry else self.store.load(batch_id)
             applied = self.book.apply(record, snapshot, at=self.clock.now())
             if not applied.changed:
                 return applied, record, []
-            settled, notes, ran = self._settle_inline(applied.record)
-            try:
-                saved = self.store.commit(
-                    settled,
-                    expected_version=record.version,
-                    history=(*applied.history, *notes),
-                )
-            except StaleJobError:
-                logger.info("batch %s: lost a commit race, re-applying", batch_id)
-                record = None
-                continue
+            settled, notes, ran = self.outbox.settle_inline(applied.record)
+            saved = self.store.commit(
+                settled, expected_version=record.version, history=(*applied.history, *notes)
+            )
             return applied, saved, ran
-        raise StaleJobError(batch_id, expected_version=-1, actual_version=None)
+
+        return retry_on_conflict(attempt, subject=f"batch {batch_id}")
 
     def observe(
         self,
@@ -179,11 +181,14 @@ class Tracker:
         )
         report.effects_run.extend(ran)
         if not record.terminal:
-            record = self._heartbeat_handlers(record, report)
+            record = self.outbox.heartbeat(record)
         record = self._drain(record, report)
         report.record = record
         report.state = record.state.value
         return self._report(report)
+
+    def _drain(self, record: BatchRecord, report: PollReport) -> BatchRecord:
+        return self.outbox.drain(record, report.effects_run, report.effects_failed)
 
     def drain(self, batch_id: str) -> PollReport:
         """Run the effects a batch still owes, without polling the API."""
@@ -193,13 +198,29 @@ class Tracker:
         return self._report(report)
 
     def poll_once(self) -> list[PollReport]:
-        """Look at every batch the store lists as needing attention, once."""
+        """Look at every batch the store lists as needing attention, once. A batch whose
+        writes keep losing races is reported (``error``) and left for the next poll;
+        it never stops the others."""
         reports = []
         for record in self.store.list_attention():
-            if record.terminal or record.lost:
-                reports.append(self.drain(record.batch_id))
-            else:
-                reports.append(self.observe(record.batch_id, known=record))
+            try:
+                if record.terminal or record.lost:
+                    reports.append(self.drain(record.batch_id))
+                else:
+                    reports.append(self.observe(record.batch_id, known=record))
+            except ConflictRetriesExhaustedError as exc:
+                logger.error("batch %s: %s", record.batch_id, exc)
+                reports.append(
+                    self._report(
+                        PollReport(
+                            record.batch_id,
+                            record.state.value,
+                            "error",
+                            error=str(exc),
+                            record=record,
+                        )
+                    )
+                )
         return reports
 
     # -- effects -------------------------------------------------------------------------
@@ -215,196 +236,11 @@ class Tracker:
             workdir=self.workdir,
         )
 
-    def _heartbeat_handlers(self, record: BatchRecord, report: PollReport) -> BatchRecord:
-        for name in self.handlers.on_heartbeat:
-            handler = self.handlers.get(name)
-            if handler is None:
-                continue
-            ctx = self._context(record, None)
-            handler(ctx)
-            if ctx.notes:
-                record = self._commit_notes(record, ctx)
-        return record
-
-    def _commit_notes(self, known: BatchRecord, ctx: EffectContext) -> BatchRecord:
-        """Commit what a heartbeat handler recorded (alerts are raised once per key),
-        starting from the record the poll holds; reloads only after a refused write."""
-        record: BatchRecord | None = known
-        for _ in range(MAX_CONFLICT_RETRIES):
-            record = record or self.store.load(known.batch_id)
-            notes, fresh = _fresh_notes(record, ctx)
-            if not notes:
-                return record
-            updated = record.model_copy(update={"alerts": record.alerts + fresh})
-            try:
-                return self.store.commit(updated, expected_version=record.version, history=notes)
-            except StaleJobError:
-                record = None
-        return record or self.store.load(known.batch_id)
-
-    def _drain(self, record: BatchRecord, report: PollReport) -> BatchRecord:
-        for effect in record.pending_effects:
-            record = self._run_effect(record, effect.key, report)
-        return record
-
-    def _claim(self, known: BatchRecord, key: str) -> tuple[BatchRecord, OutboxEntry | None]:
-        """Take the lease on one effect; (record, None) when it is done or leased.
-
-        Starts from ``known`` (the record this poller last committed or loaded) instead of
-        reading it again: the commit is conditional on its version, so a stale ``known``
-        costs one refused write and a reload, never a wrong claim.
-        """
-        batch_id = known.batch_id
-        record: BatchRecord | None = known
-        for _ in range(MAX_CONFLICT_RETRIES):
-            record = record or self.store.load(batch_id)
-            entry = self._takeable(record, key)
-            if entry is None:
-                return record, None
-            claimed = record.with_effect(
-                key,
-                lease_owner=self.owner,
-                attempts=entry.attempts + 1,
-                lease_until=self.clock.now() + timedelta(seconds=self.settings.lease_seconds),
-            )
-            try:
-                record = self.store.commit(claimed, expected_version=record.version)
-            except StaleJobError:
-                record = None
-                continue
-            return record, next(e for e in record.outbox if e.key == key)
-        return self.store.load(batch_id), None
-
-    def _finish(
-        self,
-        known: BatchRecord,
-        key: str,
-        *,
-        error: str | None,
-        ctx: EffectContext | None = None,
-    ) -> BatchRecord:
-        """Release the lease: done on success, owed with its error on failure. Alerts the
-        handler raised are remembered on the record, so a re-run never repeats them.
-        Starts from the record the claim committed; reloads only after a refused write."""
-        batch_id = known.batch_id
-        record: BatchRecord | None = known
-        for _ in range(MAX_CONFLICT_RETRIES):
-            record = record or self.store.load(batch_id)
-            updated, notes = _released(record, key, error=error, ctx=ctx)
-            try:
-                return self.store.commit(updated, expected_version=record.version, history=notes)
-            except StaleJobError:
-                record = None
-                continue
-        raise StaleJobError(batch_id, expected_version=-1, actual_version=None)
-
-    def _settle_inline(
-        self, record: BatchRecord
-    ) -> tuple[BatchRecord, list[EventEntry], list[str]]:
-        """Run the owed inline effects on ``record`` (not yet committed): the record with
-        them done and their alerts, the notes for its history, the keys run.
-
-        One that raises is left owed, untouched: the drain that follows runs it under a
-        lease, which logs the error and records it on the effect.
-        """
-        notes: list[EventEntry] = []
-        ran: list[str] = []
-        for effect in record.pending_effects:
-            handler = self.handlers.get(effect.handler)
-            if handler is None or not self._is_inline(effect.handler):
-                continue
-            ctx = self._context(record, effect)
-            try:
-                handler(ctx)
-            except Exception:  # not swallowed: left owed, the drain re-runs and reports it
-                logger.debug("batch %s: inline %s raised", record.batch_id, effect.key)
-                continue
-            fresh_notes, fresh = _fresh_notes(record, ctx)
-            record = record.with_effect(effect.key, done=True, attempts=effect.attempts + 1)
-            if fresh:
-                record = record.model_copy(update={"alerts": record.alerts + fresh})
-            notes.extend(fresh_notes)
-            ran.append(effect.key)
-        return record, notes, ran
-
-    def _is_inline(self, name: str) -> bool:
-        return name in self.handlers.inline and self.handlers.get(name) is not None
-
-    def _run_inline(self, known: BatchRecord, key: str, report: PollReport) -> BatchRecord:
-        """An inline effect still owed (it raised before, or an older poller recorded it):
-        run it and mark it done, or record its error, in one conditional write."""
-        batch_id = known.batch_id
-        record: BatchRecord | None = known
-        for _ in range(MAX_CONFLICT_RETRIES):
-            record = record or self.store.load(batch_id)
-            entry = self._takeable(record, key)
-            handler = self.handlers.get(entry.handler) if entry is not None else None
-            if entry is None or handler is None:
-                return record
-            ctx = self._context(record, entry)
-            error = self._call(handler, ctx, key)
-            updated, notes = _released(
-                record, key, error=error, ctx=ctx, attempts=entry.attempts + 1
-            )
-            try:
-                saved = self.store.commit(updated, expected_version=record.version, history=notes)
-            except StaleJobError:
-                record = None
-                continue
-            (report.effects_run if error is None else report.effects_failed).append(key)
-            return saved
-        raise StaleJobError(batch_id, expected_version=-1, actual_version=None)
-
-    def _run_effect(self, known: BatchRecord, key: str, report: PollReport) -> BatchRecord:
-        batch_id = known.batch_id
-        owed = next((e for e in known.outbox if e.key == key), None)
-        if owed is not None and self._is_inline(owed.handler):
-            return self._run_inline(known, key, report)
-        record, effect = self._claim(known, key)
-        if effect is None:
-            return record
-        handler = self.handlers.get(effect.handler)
-        if handler is None:
-            # An effect nobody can run is a deployment error: keep it owed, say so loudly.
-            logger.error("batch %s: no handler registered for %s", batch_id, effect.handler)
-            report.effects_failed.append(key)
-            return self._finish(record, key, error=f"no handler {effect.handler!r}")
-        ctx = self._context(record, effect)
-        error = self._call(handler, ctx, key)
-        (report.effects_run if error is None else report.effects_failed).append(key)
-        return self._finish(record, key, error=error, ctx=ctx)
-
-    def _takeable(self, record: BatchRecord, key: str) -> OutboxEntry | None:
-        """The effect, if it is still owed and no other poller holds a live lease on it."""
-        entry = next((e for e in record.outbox if e.key == key), None)
-        if entry is None or entry.done:
-            return None
-        leased = entry.lease_owner and entry.lease_owner != self.owner
-        if leased and entry.lease_until is not None and entry.lease_until > self.clock.now():
-            return None
-        return entry
-
-    def _call(self, handler: RecoveryHandler, ctx: EffectContext, key: str) -> str | None:
-        """Run one effect's handler: None, or its error (logged with the traceback; the
-        effect stays owed and the poller lives on)."""
-        batch_id = ctx.record.batch_id
-        try:
-            handler(ctx)
-        except Exception as exc:
-            logger.exception(
-                "batch %s: effect %s failed",
-                batch_id,
-                key,
-                extra={"batch_id": batch_id, "effect": key},
-            )
-            return f"{type(exc).__name__}: {exc}"
-        return None
-
     def _mark_lost(self, batch_id: str, exc: GatewayError) -> PollReport:
-        for _ in range(MAX_CONFLICT_RETRIES):
+        def attempt(_retry: bool) -> BatchRecord:
             record = self.store.load(batch_id)
             if record.lost:
-                break
+                return record
             key = f"lost#{LOST_EFFECT}"
             effect = OutboxEntry(key=key, state=record.state, handler=LOST_EFFECT, implied=False)
             updated = record.model_copy(update={"lost": True, "outbox": (*record.outbox, effect)})
@@ -413,14 +249,11 @@ class Tracker:
                 at=self.clock.now(),
                 detail={"status_code": exc.status_code, "error": str(exc)},
             )
-            try:
-                record = self.store.commit(
-                    updated, expected_version=record.version, history=[event]
-                )
-            except StaleJobError:
-                continue
+            record = self.store.commit(updated, expected_version=record.version, history=[event])
             logger.error("batch %s: the API no longer knows this batch (%s)", batch_id, exc)
-            break
+            return record
+
+        record = retry_on_conflict(attempt, subject=f"batch {batch_id}")
         report = PollReport(
             batch_id, record.state.value, "lost", changed=True, error=str(exc), record=record
         )
@@ -431,38 +264,3 @@ class Tracker:
         if self.on_event is not None:
             self.on_event(report)
         return report
-
-
-def _released(
-    record: BatchRecord,
-    key: str,
-    *,
-    error: str | None,
-    ctx: EffectContext | None,
-    **changes: Any,
-) -> tuple[BatchRecord, list[EventEntry]]:
-    """``record`` with the effect's lease released (done on success, owed with its error
-    on failure) and the alerts its handler raised, plus the notes to record with it."""
-    notes, fresh = _fresh_notes(record, ctx)
-    updated = record.with_effect(
-        key,
-        done=error is None,
-        lease_owner=None,
-        lease_until=None,
-        last_error=None if error is None else error[:500],
-        **changes,
-    )
-    if fresh:
-        updated = updated.model_copy(update={"alerts": record.alerts + fresh})
-    return updated, notes
-
-
-def _fresh_notes(
-    record: BatchRecord, ctx: EffectContext | None
-) -> tuple[list[EventEntry], tuple[str, ...]]:
-    """A handler's notes minus alerts the record already carries, and the new alert keys."""
-    if ctx is None:
-        return [], ()
-    fresh = tuple(k for k in dict.fromkeys(ctx.raised) if k not in record.alerts)
-    notes = [n for n in ctx.notes if n.name != "alert" or n.detail.get("key") in fresh]
-    return notes, fresh

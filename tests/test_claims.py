@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 from batchfsm.errors import GatewayUnavailableError
 from batchfsm.jobs.claims import claim_items
-from batchfsm.jobs.intents import launch_intent, plan_intent, reconcile_intents
+from batchfsm.jobs.intents import Intents
+from batchfsm.jobs.reconcile import reconcile_intents
 from batchfsm.jobs.submit import submit_job
-from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry
+from batchfsm.ledger.records import IntentState, ItemState, JobRecord, LedgerEntry
 from batchfsm.persistence.items import LedgerWrite
 from batchfsm.persistence.memory import MemoryJobStore
 from batchfsm.poller import Poller
@@ -117,22 +118,22 @@ def test_two_retries_claiming_the_same_items_send_each_once_and_strand_none(
         rival = make_tracker(Path(tmp), app, clock, store=store)
         ids = [f"r{i}" for i in range(items)]
         job = _retry_ledger(mine, ids)
-        my_intent = plan_intent(mine, job.job_id, ids, parent_batch_ids=[OLD_BATCH])
-        rival_intent = plan_intent(rival, job.job_id, ids, parent_batch_ids=[OLD_BATCH])
+        my_intent = Intents.of(mine).plan(job.job_id, ids, parent_batch_ids=[OLD_BATCH])
+        rival_intent = Intents.of(rival).plan(job.job_id, ids, parent_batch_ids=[OLD_BATCH])
         claimed = {}
 
         # WHEN the rival claims while my claim is `cut` entries in, then both launch.
         def rival_claims() -> None:
-            claimed["rival"] = claim_items(rival, rival_intent, _claim_retry)
+            claimed["rival"] = claim_items(rival.store, rival_intent, _claim_retry)
 
         store.rival, store.rival_after = rival_claims, cut
-        claimed["mine"] = claim_items(mine, my_intent, _claim_retry)
+        claimed["mine"] = claim_items(mine.store, my_intent, _claim_retry)
         if store.rival is not None:  # `cut` past my last write: the rival comes after
             store.rival = None
             rival_claims()
         order = [("rival", rival), ("mine", mine)]
         for name, tracker in order if rival_launches_first else order[::-1]:
-            launch_intent(tracker, job, claimed[name])
+            Intents.of(tracker).launch(job, claimed[name])
 
         # THEN every item went out exactly once, in one of the two batches, and nothing
         # is left pending without a batch nor owned by a closed intent.
@@ -154,23 +155,23 @@ def test_an_abandoned_retry_hands_back_only_what_it_claimed(tmp_path: Path) -> N
     mine, rival, reconciler = (make_tracker(tmp_path, app, clock, store=store) for _ in range(3))
     ids = ["a", "b", "c"]
     job = _retry_ledger(mine, ids)
-    my_intent = plan_intent(mine, job.job_id, ids, parent_batch_ids=[OLD_BATCH])
+    my_intent = Intents.of(mine).plan(job.job_id, ids, parent_batch_ids=[OLD_BATCH])
     clock.advance(301)
     rival_intent = claim_items(
-        rival,
-        plan_intent(rival, job.job_id, ids, parent_batch_ids=[OLD_BATCH]),
+        rival.store,
+        Intents.of(rival).plan(job.job_id, ids, parent_batch_ids=[OLD_BATCH]),
         _claim_retry,
     )
 
     # WHEN a reconciler abandons my expired intent (it owns nothing).
-    report = reconcile_intents(reconciler)
+    report = reconcile_intents(Intents.of(reconciler))
     assert report.abandoned == [my_intent.intent_id]
     assert report.in_flight == [rival_intent.intent_id]
 
     # THEN the rival's claims are untouched (not handed back to retry, where a third
     # run could send them again) and the rival sends them once.
     assert {e.state for e in store.iter_ledger()} == {ItemState.PENDING}
-    assert launch_intent(rival, job, rival_intent) is not None
+    assert Intents.of(rival).launch(job, rival_intent) is not None
     assert _sent(app) == Counter(ids)
     assert [i.state for i in store.list_intents()] == ["abandoned", "created"]
 
@@ -184,9 +185,9 @@ def test_a_poller_hands_stranded_items_back_to_retry_and_sends_them_once(
     app = sandbox(clock=clock)
     tracker = make_tracker(tmp_path, app, clock, store=PiecemealStore())
     job = _retry_ledger(tracker, ["a", "b"])
-    intent = plan_intent(tracker, job.job_id, ["a", "b"], parent_batch_ids=[OLD_BATCH])
-    intent = claim_items(tracker, intent, _claim_retry)
-    tracker.store.save_intent(intent.model_copy(update={"state": "abandoned"}))
+    intent = Intents.of(tracker).plan(job.job_id, ["a", "b"], parent_batch_ids=[OLD_BATCH])
+    intent = claim_items(tracker.store, intent, _claim_retry)
+    tracker.store.save_intent(intent.model_copy(update={"state": IntentState.ABANDONED}))
 
     # WHEN a poller runs with nothing else to do.
     poller = Poller(tracker, sleep=clock.advance)
@@ -209,23 +210,23 @@ def test_a_crashed_intent_is_taken_over_only_after_its_lease_and_sent_once(
     first = make_tracker(tmp_path, app, clock, store=store, lease_seconds=300)
     second = make_tracker(tmp_path, app, clock, store=store, lease_seconds=300)
     job = store.put_job(JobRecord(job_id="job-1", endpoint=EMBEDDINGS, created_at=clock.now()))
-    intent = plan_intent(first, job.job_id, ["a", "b"])
-    intent = claim_items(first, intent, _new_entries(tmp_path, job.job_id, ["a", "b"]))
+    intent = Intents.of(first).plan(job.job_id, ["a", "b"])
+    intent = claim_items(first.store, intent, _new_entries(tmp_path, job.job_id, ["a", "b"]))
     assert intent.lease_owner == first.owner
 
     # WHEN another process reconciles within the lease, then after it.
     clock.advance(299)
-    assert reconcile_intents(second).in_flight == [intent.intent_id]
+    assert reconcile_intents(Intents.of(second)).in_flight == [intent.intent_id]
     assert app.stats.count(UPLOAD_ROUTE) == 0
     clock.advance(2)
-    report = reconcile_intents(second)
+    report = reconcile_intents(Intents.of(second))
 
     # THEN it is taken (in the taker's name) and sent once; the first process, waking
     # up, loses its next intent write and creates nothing.
     assert report.relaunched == [intent.intent_id]
     (taken,) = store.list_intents()
     assert taken.state == "created" and taken.lease_owner == second.owner
-    assert launch_intent(first, job, intent) is None
+    assert Intents.of(first).launch(job, intent) is None
     assert app.stats.count(BATCHES_ROUTE) == 1
     assert _sent(app) == Counter(["a", "b"])
 
@@ -240,11 +241,11 @@ def test_the_upload_renews_the_lease(tmp_path: Path) -> None:
     job = tracker.store.put_job(
         JobRecord(job_id="job-1", endpoint=EMBEDDINGS, created_at=clock.now())
     )
-    intent = plan_intent(tracker, job.job_id, ["a"])
-    intent = claim_items(tracker, intent, _new_entries(tmp_path, job.job_id, ["a"]))
+    intent = Intents.of(tracker).plan(job.job_id, ["a"])
+    intent = claim_items(tracker.store, intent, _new_entries(tmp_path, job.job_id, ["a"]))
     clock.advance(50)
     with pytest.raises(GatewayUnavailableError):
-        launch_intent(tracker, job, intent)
+        Intents.of(tracker).launch(job, intent)
 
     # THEN the lease runs from the upload: at t0+61 it is still held, at t0+111 not.
     (uploaded,) = tracker.store.list_intents(open_only=True)
@@ -252,9 +253,9 @@ def test_the_upload_renews_the_lease(tmp_path: Path) -> None:
         seconds=60
     )
     clock.advance(11)
-    assert reconcile_intents(tracker).in_flight == [intent.intent_id]
+    assert reconcile_intents(Intents.of(tracker)).in_flight == [intent.intent_id]
     clock.advance(50)
-    assert reconcile_intents(tracker).relaunched == [intent.intent_id]
+    assert reconcile_intents(Intents.of(tracker)).relaunched == [intent.intent_id]
     assert len(app.world.batch_ids()) == 1
 
 
@@ -289,8 +290,8 @@ def test_two_submits_of_one_job_racing_on_dynamodb_send_each_request_once(
         assert len(first.launched) == 1
         extra = [f"x{i}" for i in range(3)]
         lines |= {cid: lines[ids[0]].replace(ids[0], cid) for cid in extra}
-        my_intent = plan_intent(mine, first.job.job_id, extra)
-        rival_intent = plan_intent(rival, first.job.job_id, extra)
+        my_intent = Intents.of(mine).plan(first.job.job_id, extra)
+        rival_intent = Intents.of(rival).plan(first.job.job_id, extra)
 
         def insert(entry: LedgerEntry | None, cid: str) -> LedgerEntry | None:
             if entry is None:
@@ -300,12 +301,12 @@ def test_two_submits_of_one_job_racing_on_dynamodb_send_each_request_once(
         # WHEN both insert-claim the same new entries, the rival first or in between.
         claimed = {}
         if rival_at == 0:
-            claimed["rival"] = claim_items(rival, rival_intent, insert)
-        claimed["mine"] = claim_items(mine, my_intent, insert)
+            claimed["rival"] = claim_items(rival.store, rival_intent, insert)
+        claimed["mine"] = claim_items(mine.store, my_intent, insert)
         if rival_at:
-            claimed["rival"] = claim_items(rival, rival_intent, insert)
+            claimed["rival"] = claim_items(rival.store, rival_intent, insert)
         for name, tracker in (("mine", mine), ("rival", rival)):
-            launch_intent(tracker, first.job, claimed[name])
+            Intents.of(tracker).launch(first.job, claimed[name])
 
         # THEN exactly one of them owns each entry (inserts are conditional), and each
         # request went out once.

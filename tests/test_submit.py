@@ -23,9 +23,10 @@ from batchfsm.jobs.intents import (
     JOB_KEY,
     MAX_KEY_CHARS,
     MAX_VALUE_CHARS,
+    Intents,
     check_metadata,
-    reconcile_intents,
 )
+from batchfsm.jobs.reconcile import reconcile_intents
 from batchfsm.jobs.submit import submit_job
 from batchfsm.ledger.records import ItemState
 from batchfsm.persistence.sqlite.store import SQLiteJobStore
@@ -135,9 +136,9 @@ def test_a_crash_between_create_and_the_store_write_is_adopted_not_duplicated(
     assert intent.state == "uploaded"
 
     # A restart within the lease leaves it alone: the first process may still be alive.
-    assert reconcile_intents(tracker).in_flight == [intent.intent_id]
+    assert reconcile_intents(Intents.of(tracker)).in_flight == [intent.intent_id]
     clock.advance(301)
-    report = reconcile_intents(tracker)
+    report = reconcile_intents(Intents.of(tracker))
 
     assert report.adopted == [intent.intent_id]
     (record,) = store.list_batches()
@@ -158,7 +159,7 @@ def test_an_ambiguous_create_failure_is_relaunched_once_by_reconcile(tmp_path: P
     with pytest.raises(GatewayUnavailableError):
         submit_job(tracker, write_input(tmp_path / "in.jsonl", ["a"]), EMBEDDINGS)
     clock.advance(301)
-    report = reconcile_intents(tracker)
+    report = reconcile_intents(Intents.of(tracker))
 
     assert report.relaunched and not report.adopted
     assert len(app.world.batch_ids()) == 1
@@ -171,7 +172,7 @@ def test_reconcile_lists_batches_only_when_an_uploaded_intent_needs_it(tmp_path:
     tracker = make_tracker(tmp_path, app, clock)
     submit_job(tracker, write_input(tmp_path / "in.jsonl", ["a"]), EMBEDDINGS)
 
-    report = reconcile_intents(tracker, min_age=0)
+    report = reconcile_intents(Intents.of(tracker), min_age=0)
 
     assert report.open == 0
     assert app.stats.count("GET /v1/batches") == 0

@@ -1,8 +1,8 @@
 """The batch lifecycle, defined once as data.
 
 Everything else is derived from these tables: the rulebook machine, the path table,
-the diagrams, the tests. The edges come from ``shared/reference/openai-batch-api.md``
-§1.2: *documented* edges are ones OpenAI describes; *tolerated* ones are plausible races
+the diagrams, the tests. The edges come from the status table of https://platform.openai.com/docs/guides/batch:
+*documented* edges are ones OpenAI describes; *tolerated* ones are plausible races
 nobody has documented, which are applied but flagged so a human looks at them.
 """
 
@@ -75,7 +75,8 @@ TRIGGERS: dict[BatchStatus, str] = {
     S.CANCELLED: "confirm_cancel",
 }
 
-# The Batch object's timestamp for entering each state (reference §1.1).
+# The Batch object's timestamp for entering each state (its ``*_at`` fields, see
+# https://platform.openai.com/docs/api-reference/batch/object).
 ENTERED_AT_FIELD: dict[BatchStatus, str] = {
     S.VALIDATING: "created_at",
     S.IN_PROGRESS: "in_progress_at",
@@ -100,6 +101,10 @@ class EffectSpec:
     handler: str
     when_implied: bool
 
+
+LOST_EFFECT = "release_lost"
+"""The handler owed when the API answers 404 for a batch: not a state of the eight, so
+the tracker adds it to the outbox itself (``BatchRecord.lost``)."""
 
 WATCH = EffectSpec("watch", when_implied=False)
 HARVEST = EffectSpec("harvest", when_implied=True)

@@ -16,6 +16,7 @@ The handler modules are imported by :func:`default_registry`, not here, so impor
 
 from __future__ import annotations
 
+from batchfsm.fsm.spec import LOST_EFFECT
 from batchfsm.handlers.base import EffectContext, HandlerRegistry
 
 __all__ = ["default_registry"]
@@ -25,7 +26,6 @@ def default_registry() -> HandlerRegistry:
     """Every handler the lifecycle spec names, with ``watch`` on each heartbeat and run
     inline (it only reads the record and the clock)."""
     from batchfsm.handlers.watch import watch
-    from batchfsm.tracker import LOST_EFFECT
 
     return HandlerRegistry(
         handlers={

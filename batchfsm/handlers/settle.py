@@ -5,31 +5,26 @@ every handler that settles items (harvest, classify_failure, release_lost):
 
 * which ids a batch is answerable for (:func:`submitted_ids`): entries that went
   through it and are still ``pending`` there;
-* saving verdicts chunk by chunk (:func:`apply_fates`), each chunk a conditional write
-  on the entries' versions. On a conflict the chunk is re-read and recomputed, never
-  overwritten; because only pending entries change, what another writer settled in the
-  meantime is left alone, so two pollers racing converge on one outcome.
+* saving verdicts chunk by chunk (:func:`apply_fates`) through the one chunked ledger
+  writer (:mod:`batchfsm.persistence.ledger_writer`). On a conflict the chunk is re-read
+  and recomputed, never overwritten; because only pending entries change, what another
+  writer settled in the meantime is left alone, so two pollers racing converge on one
+  outcome.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from batchfsm.config import Settings
-from batchfsm.errors import HandlerError, JobNotFoundError, StaleJobError
-from batchfsm.ledger.records import ItemState
-from batchfsm.ledger.rules import Fate, Tally, reconcile
+from batchfsm.errors import JobNotFoundError
+from batchfsm.ledger.records import ItemState, LedgerEntry
+from batchfsm.ledger.rules import Fate, Reconciled, Tally, reconcile
+from batchfsm.persistence.ledger_writer import rewrite_ledger
 from batchfsm.ports import JobStore
 
-__all__ = ["LEDGER_CHUNK", "Submitted", "apply_fates", "max_attempts_for", "submitted_ids"]
-
-logger = logging.getLogger(__name__)
-
-LEDGER_CHUNK = 500
-"""Entries read and saved per step: bounded memory whatever the job's size."""
-MAX_LEDGER_CONFLICTS = 8
+__all__ = ["Submitted", "apply_fates", "max_attempts_for", "submitted_ids"]
 
 
 @dataclass
@@ -60,11 +55,6 @@ def max_attempts_for(store: JobStore, job_id: str, settings: Settings) -> int:
         return settings.max_attempts
 
 
-def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
 def apply_fates(
     store: JobStore,
     *,
@@ -77,31 +67,23 @@ def apply_fates(
 ) -> Tally:
     """Settle ``ids`` (pending in ``batch_id``) by ``fates``, else by ``unaccounted``.
 
-    Returns what *this call* settled. Raises :class:`HandlerError` if one chunk keeps
-    losing version races (the effect then stays owed and runs again later).
+    Returns what *this call* settled. Raises
+    :class:`~batchfsm.errors.ConflictRetriesExhaustedError` if one chunk keeps losing
+    version races (the effect then stays owed and runs again later).
     """
+
+    def rewrite(chunk: Sequence[str], entries: Mapping[str, LedgerEntry]) -> Reconciled:
+        return reconcile(
+            (entries[c] for c in chunk if c in entries),
+            batch_id,
+            fates,
+            unaccounted=unaccounted,
+            max_attempts=max_attempts,
+        )
+
     total = Tally()
-    for chunk in _chunks(ids, LEDGER_CHUNK):
-        for _ in range(MAX_LEDGER_CONFLICTS):
-            entries = store.get_ledger(job_id, chunk)
-            result = reconcile(
-                (entries[c] for c in chunk if c in entries),
-                batch_id,
-                fates,
-                unaccounted=unaccounted,
-                max_attempts=max_attempts,
-            )
-            try:
-                if result.changed:
-                    store.save_ledger(result.changed)
-            except StaleJobError:
-                logger.info("batch %s: ledger chunk changed under us, recomputing", batch_id)
-                continue
-            total.add(result.tally)
-            break
-        else:
-            raise HandlerError(
-                f"ledger of job {job_id} kept changing while settling batch {batch_id}",
-                effect_key=f"{batch_id}:ledger",
-            )
+    for result, _written in rewrite_ledger(
+        store, job_id, ids, rewrite, lambda result: result.changed
+    ):
+        total.add(result.tally)
     return total

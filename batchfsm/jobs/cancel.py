@@ -1,6 +1,8 @@
 """``cancel``: ask the API to stop a batch, recording the wish first.
 
-Cancelling is a request, not a transition (reference §8.13): the intent is committed
+Cancelling is a request, not a transition: the API answers ``cancelling`` and may take
+up to 10 minutes to reach ``cancelled``
+(https://platform.openai.com/docs/api-reference/batch/cancel). The intent is committed
 (``cancel_requested=True`` plus a ``cancel_requested`` history event, under the version
 check), then the API is called, and the state moves only when a snapshot shows it. The
 snapshot the cancel call returns is such a snapshot, so it is applied at once through
@@ -11,16 +13,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from batchfsm.errors import GatewayError, StaleJobError, TerminalStateError
+from batchfsm.errors import GatewayError, TerminalStateError
 from batchfsm.fsm.models import BatchRecord, EventEntry
 from batchfsm.fsm.spec import BatchStatus
+from batchfsm.persistence.optimistic import retry_on_conflict
 
 if TYPE_CHECKING:
     from batchfsm.tracker import Tracker
 
 __all__ = ["cancel_batch"]
-
-MAX_CONFLICT_RETRIES = 8
 
 
 def cancel_batch(tracker: Tracker, batch_id: str) -> BatchRecord:
@@ -47,7 +48,7 @@ def cancel_batch(tracker: Tracker, batch_id: str) -> BatchRecord:
 
 
 def _record_request(tracker: Tracker, batch_id: str) -> None:
-    for _ in range(MAX_CONFLICT_RETRIES):
+    def attempt(_retry: bool) -> None:
         record = tracker.store.load(batch_id)
         if record.terminal:
             raise TerminalStateError(
@@ -62,19 +63,14 @@ def _record_request(tracker: Tracker, batch_id: str) -> None:
             detail={"state": record.state.value, "owner": tracker.owner},
         )
         updated = record.model_copy(update={"cancel_requested": True})
-        try:
-            tracker.store.commit(updated, expected_version=record.version, history=[event])
-            return
-        except StaleJobError:
-            continue
-    raise StaleJobError(batch_id, expected_version=-1, actual_version=None)
+        tracker.store.commit(updated, expected_version=record.version, history=[event])
+
+    retry_on_conflict(attempt, subject=f"batch {batch_id}")
 
 
 def _note(tracker: Tracker, batch_id: str, event: EventEntry) -> None:
-    for _ in range(MAX_CONFLICT_RETRIES):
+    def attempt(_retry: bool) -> None:
         record = tracker.store.load(batch_id)
-        try:
-            tracker.store.commit(record, expected_version=record.version, history=[event])
-            return
-        except StaleJobError:
-            continue
+        tracker.store.commit(record, expected_version=record.version, history=[event])
+
+    retry_on_conflict(attempt, subject=f"batch {batch_id}")

@@ -21,66 +21,23 @@ Two rules follow, and every sender keeps them:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from batchfsm.errors import StaleJobError
-from batchfsm.ledger.records import ItemState, LedgerEntry, SubmitIntent
+from batchfsm.ledger.records import CLOSED_INTENT_STATES, ItemState, LedgerEntry, SubmitIntent
+from batchfsm.persistence.ledger_writer import Change, update_ledger
 
 if TYPE_CHECKING:
-    from batchfsm.tracker import Tracker
+    from batchfsm.ports import JobStore
 
-__all__ = [
-    "CLOSED_INTENT_STATES",
-    "Change",
-    "claim_items",
-    "closed_intents",
-    "owned_entries",
-    "release_stranded",
-    "update_ledger",
-]
+__all__ = ["claim_items", "closed_intents", "is_stranded", "owned_entries", "release_stranded"]
 
 logger = logging.getLogger(__name__)
 
-LEDGER_CHUNK = 500
-MAX_CONFLICT_RETRIES = 8
-CLOSED_INTENT_STATES = frozenset({"created", "abandoned"})
-"""Final intent states: an intent never leaves them (``planned`` may be re-entered)."""
 
-Change = Callable[[LedgerEntry | None, str], LedgerEntry | None]
-"""``change(entry_or_None, custom_id)``: the entry to write, or None to leave it."""
-
-
-def update_ledger(
-    tracker: Tracker, job_id: str, custom_ids: Sequence[str], change: Change
-) -> list[LedgerEntry]:
-    """Apply ``change`` to each entry, in conditional groups.
-
-    ``change`` must be idempotent: a group that lost a version check is re-read and
-    ``change`` applied again (on a non-atomic store part of the group may have been
-    written by then). Returns the entries written by successful group writes only.
-    """
-    written: list[LedgerEntry] = []
-    for start in range(0, len(custom_ids), LEDGER_CHUNK):
-        group = custom_ids[start : start + LEDGER_CHUNK]
-        for _ in range(MAX_CONFLICT_RETRIES):
-            current = tracker.store.get_ledger(job_id, group)
-            updates = [new for cid in group if (new := change(current.get(cid), cid)) is not None]
-            try:
-                written.extend(tracker.store.save_ledger(updates))
-            except StaleJobError:
-                logger.info("job %s: ledger changed under us, re-reading", job_id)
-                continue
-            break
-        else:
-            raise StaleJobError(f"ledger of {job_id}", expected_version=-1, actual_version=None)
-    return written
-
-
-def owned_entries(tracker: Tracker, intent: SubmitIntent) -> dict[str, LedgerEntry]:
+def owned_entries(store: JobStore, intent: SubmitIntent) -> dict[str, LedgerEntry]:
     """The intent's entries it may send: claimed by it and still ``pending`` (in the
     intent's order)."""
-    entries = tracker.store.get_ledger(intent.job_id, intent.custom_ids)
+    entries = store.get_ledger(intent.job_id, intent.custom_ids)
     return {
         cid: entry
         for cid in intent.custom_ids
@@ -90,7 +47,7 @@ def owned_entries(tracker: Tracker, intent: SubmitIntent) -> dict[str, LedgerEnt
     }
 
 
-def claim_items(tracker: Tracker, intent: SubmitIntent, claim: Change) -> SubmitIntent:
+def claim_items(store: JobStore, intent: SubmitIntent, claim: Change) -> SubmitIntent:
     """Claim the intent's entries, then narrow the intent to the ones it got.
 
     ``claim(entry_or_None, custom_id)`` says whether an item is free, by returning the
@@ -108,8 +65,8 @@ def claim_items(tracker: Tracker, intent: SubmitIntent, claim: Change) -> Submit
             return None
         return new.model_copy(update={"intent_id": intent.intent_id, "state": ItemState.PENDING})
 
-    update_ledger(tracker, intent.job_id, list(intent.custom_ids), stamp)
-    owned = owned_entries(tracker, intent)
+    update_ledger(store, intent.job_id, list(intent.custom_ids), stamp)
+    owned = owned_entries(store, intent)
     if len(owned) == len(intent.custom_ids):
         return intent
     logger.info(
@@ -118,16 +75,12 @@ def claim_items(tracker: Tracker, intent: SubmitIntent, claim: Change) -> Submit
         len(intent.custom_ids) - len(owned),
         len(intent.custom_ids),
     )
-    return tracker.store.save_intent(intent.model_copy(update={"custom_ids": tuple(owned)}))
+    return store.save_intent(intent.model_copy(update={"custom_ids": tuple(owned)}))
 
 
-def closed_intents(tracker: Tracker, job_id: str) -> dict[str, SubmitIntent]:
+def closed_intents(store: JobStore, job_id: str) -> dict[str, SubmitIntent]:
     """The job's intents in a final state, by id."""
-    return {
-        i.intent_id: i
-        for i in tracker.store.list_intents(job_id)
-        if i.state in CLOSED_INTENT_STATES
-    }
+    return {i.intent_id: i for i in store.list_intents(job_id) if i.state in CLOSED_INTENT_STATES}
 
 
 def is_stranded(entry: LedgerEntry, closed: dict[str, SubmitIntent]) -> bool:
@@ -140,19 +93,19 @@ def is_stranded(entry: LedgerEntry, closed: dict[str, SubmitIntent]) -> bool:
     return intent.batch_id is None or not entry.batches or entry.batches[-1] != intent.batch_id
 
 
-def release_stranded(tracker: Tracker, job_id: str) -> list[str]:
+def release_stranded(store: JobStore, job_id: str) -> list[str]:
     """Hand stranded retry items back to ``retry`` (their attempts unchanged).
 
     A stranded entry that never ran (no batch) stays ``pending`` for a resumed submit
     to claim: it is the submit's to send, and auto-retry must not guess its metadata.
     Returns the custom_ids released.
     """
-    closed = closed_intents(tracker, job_id)
+    closed = closed_intents(store, job_id)
     if not closed:
         return []
     stranded = [
         entry.custom_id
-        for entry in tracker.store.iter_ledger(job_id, state=ItemState.PENDING)
+        for entry in store.iter_ledger(job_id, state=ItemState.PENDING)
         if entry.batches and is_stranded(entry, closed)
     ]
 
@@ -161,7 +114,7 @@ def release_stranded(tracker: Tracker, job_id: str) -> list[str]:
             return None
         return entry.model_copy(update={"state": ItemState.RETRY})
 
-    released = update_ledger(tracker, job_id, stranded, release)
+    released = update_ledger(store, job_id, stranded, release)
     if released:
         logger.warning("job %s: %d stranded items back in retry", job_id, len(released))
     return [e.custom_id for e in released]

@@ -9,12 +9,11 @@ each committed before the next side effect::
     (create)  POST /batches with metadata batchfsm_intent=<intent_id>
     created   ledger entries get the batch id, the batch is tracked, intent closed
 
-A crash (or an ambiguous 5xx/timeout) anywhere leaves an *open* intent. On the next
-start :func:`reconcile_intents` lists the account's batches and looks for
-``metadata.batchfsm_intent``: a batch found is adopted (no duplicate), an intent with no
-batch is carried forward from the ledger's original lines (no orphan), an intent whose
-items were never claimed is abandoned. An open intent owns its custom_ids: nothing else
-plans them until it is closed.
+:class:`Intents` is that whole life in one place, read top to bottom by
+:meth:`Intents.send`: plan, claim (:mod:`batchfsm.jobs.claims`), launch (upload), create,
+adopt, or abandon. A crash (or an ambiguous 5xx/timeout) anywhere leaves an *open*
+intent, which :func:`batchfsm.jobs.reconcile.reconcile_intents` closes on the next start.
+An open intent owns its custom_ids: nothing else plans them until it is closed.
 
 Two processes must not work on one intent at once (both would find no batch and both
 create one). An open intent is therefore *leased* (``SubmitIntent.lease_owner`` /
@@ -22,11 +21,6 @@ create one). An open intent is therefore *leased* (``SubmitIntent.lease_owner`` 
 lease has run out does a reconciler take it, with a conditional write that renews the
 lease in its own name. The first owner, if it is merely slow, then loses its next
 intent write (a version conflict) and stops before it could create a second batch.
-
-Which entries an intent sends is decided by the entries themselves
-(:mod:`batchfsm.jobs.claims`): each claim stamps ``LedgerEntry.intent_id`` in the same
-conditional write that makes the entry ``pending``, so a claim that half-failed on a
-store without atomic group writes strands nothing and sends nothing twice.
 """
 
 from __future__ import annotations
@@ -34,11 +28,11 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from batchfsm.errors import (
     BatchNotFoundError,
@@ -50,25 +44,26 @@ from batchfsm.errors import (
     StaleJobError,
 )
 from batchfsm.fsm.models import BatchRecord, BatchSnapshot, EventEntry
-from batchfsm.jobs.claims import owned_entries, update_ledger
+from batchfsm.jobs.claims import claim_items, owned_entries
 from batchfsm.jobs.input_file import write_chunk
-from batchfsm.ledger.records import ItemError, ItemState, JobRecord, LedgerEntry, SubmitIntent
+from batchfsm.ledger.records import (
+    CLOSED_INTENT_STATES,
+    ErrorCategory,
+    IntentState,
+    ItemError,
+    ItemState,
+    JobRecord,
+    LedgerEntry,
+    SubmitIntent,
+)
+from batchfsm.persistence.ledger_writer import Change, update_ledger
+from batchfsm.persistence.optimistic import retry_on_conflict
 
 if TYPE_CHECKING:
+    from batchfsm.ports import BatchGateway, Clock, JobStore
     from batchfsm.tracker import Tracker
 
-__all__ = [
-    "INTENT_KEY",
-    "JOB_KEY",
-    "ReconcileReport",
-    "check_metadata",
-    "launch_intent",
-    "lease_ends",
-    "open_intent_ids",
-    "plan_intent",
-    "reconcile_intents",
-    "update_ledger",
-]
+__all__ = ["INTENT_KEY", "JOB_KEY", "Intents", "check_metadata", "lease_ends"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +73,10 @@ RESERVED_KEYS = frozenset({JOB_KEY, INTENT_KEY})
 MAX_METADATA_PAIRS = 16
 MAX_KEY_CHARS = 64
 MAX_VALUE_CHARS = 512
-MAX_CONFLICT_RETRIES = 8
+
+INPUT_REJECTIONS = frozenset({400, 413, 422})
+"""Answers that reject the request itself: sending it again would be refused again.
+(401/403 are about the key, 404 about the uploaded file: those items are not at fault.)"""
 
 
 def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
@@ -105,60 +103,6 @@ def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return dict(metadata)
 
 
-# -- the ledger --------------------------------------------------------------------------
-
-
-def _append_batch(
-    intent_id: str, batch_id: str
-) -> Callable[[LedgerEntry | None, str], LedgerEntry | None]:
-    def change(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
-        if entry is None or entry.intent_id != intent_id or batch_id in entry.batches:
-            return None
-        return entry.model_copy(
-            update={"batches": (*entry.batches, batch_id), "state": ItemState.PENDING}
-        )
-
-    return change
-
-
-# -- planning and launching --------------------------------------------------------------
-
-
-def open_intent_ids(tracker: Tracker, job_id: str) -> set[str]:
-    """custom_ids owned by an open (planned/uploaded) intent of the job."""
-    owned: set[str] = set()
-    for intent in tracker.store.list_intents(job_id, open_only=True):
-        owned.update(intent.custom_ids)
-    return owned
-
-
-def plan_intent(
-    tracker: Tracker,
-    job_id: str,
-    custom_ids: Iterable[str],
-    *,
-    parent_batch_ids: Iterable[str] = (),
-) -> SubmitIntent:
-    """Save a ``planned`` intent, leased to this process: the promise, written before
-    anything is claimed (see :func:`batchfsm.jobs.claims.claim_items`)."""
-    now = tracker.clock.now()
-    intent = SubmitIntent(
-        intent_id=f"intent_{uuid.uuid4().hex[:16]}",
-        job_id=job_id,
-        created_at=now,
-        custom_ids=tuple(custom_ids),
-        parent_batch_ids=tuple(dict.fromkeys(parent_batch_ids)),
-        lease_owner=tracker.owner,
-        lease_until=now + timedelta(seconds=tracker.settings.lease_seconds),
-    )
-    return tracker.store.save_intent(intent)
-
-
-def _lease(tracker: Tracker, now: datetime) -> dict[str, object]:
-    until = now + timedelta(seconds=tracker.settings.lease_seconds)
-    return {"lease_owner": tracker.owner, "lease_until": until}
-
-
 def lease_ends(intent: SubmitIntent, lease_seconds: float) -> datetime:
     """When another process may take ``intent`` over (records from before leases
     existed count from ``created_at``)."""
@@ -167,147 +111,254 @@ def lease_ends(intent: SubmitIntent, lease_seconds: float) -> datetime:
     return intent.created_at + timedelta(seconds=lease_seconds)
 
 
-def launch_intent(tracker: Tracker, job: JobRecord, intent: SubmitIntent) -> BatchRecord | None:
-    """Upload the lines the intent owns (from the ledger), create the batch, record it.
+class TrackBatch(Protocol):
+    """Start tracking a created batch (:meth:`batchfsm.tracker.Tracker.track`)."""
 
-    Only entries claimed by this intent are sent (read again here, just before the
-    upload; the intent is narrowed to them). Returns the tracked batch, or None when
-    there was nothing to send or another process took the intent over. A failure that
-    proves no batch exists abandons the intent and hands its items back; an ambiguous
-    one leaves it ``uploaded`` for :func:`reconcile_intents`.
+    def __call__(
+        self,
+        snapshot: BatchSnapshot,
+        *,
+        job_id: str | None = None,
+        parent_batch_id: str | None = None,
+        items: int | None = None,
+    ) -> BatchRecord: ...
+
+
+@dataclass(frozen=True)
+class Intents:
+    """The submit intents of one store, and what it takes to carry them out.
+
+    Needs only the store, the gateway, the clock, this process's lease identity and a
+    way to start tracking a batch; :meth:`of` takes them from a tracker.
     """
-    owned = owned_entries(tracker, intent)
-    if not owned:
-        _abandon(tracker, intent, reason="it owns no ledger entry")
-        return None
-    if len(owned) != len(intent.custom_ids):
-        intent = tracker.store.save_intent(intent.model_copy(update={"custom_ids": tuple(owned)}))
-    lines = [entry.line for entry in owned.values()]
-    if tracker.gateway is None:
-        raise ValueError("submitting needs a gateway")
-    with tempfile.TemporaryDirectory(dir=tracker.workdir, prefix="batchfsm-upload-") as tmp:
-        path = Path(tmp) / f"{job.job_id}.{intent.intent_id}.jsonl"
-        write_chunk(lines, path)
-        try:
-            file_id = tracker.gateway.upload(path)
-        except GatewayError as exc:
-            _abandon(tracker, intent, reason=f"upload failed: {exc}", failure=_rejection(exc))
-            raise
-    try:  # conditional: if the lease ran out and someone took the intent, stop here
-        intent = tracker.store.save_intent(
-            intent.model_copy(
-                update={
-                    "state": "uploaded",
-                    "file_id": file_id,
-                    **_lease(tracker, tracker.clock.now()),
-                }
-            )
+
+    store: JobStore
+    gateway: BatchGateway | None
+    clock: Clock
+    owner: str
+    lease_seconds: float
+    track: TrackBatch
+    workdir: Path | None = None
+
+    @classmethod
+    def of(cls, tracker: Tracker) -> Intents:
+        return cls(
+            store=tracker.store,
+            gateway=tracker.gateway,
+            clock=tracker.clock,
+            owner=tracker.owner,
+            lease_seconds=tracker.settings.lease_seconds,
+            track=tracker.track,
+            workdir=tracker.workdir,
         )
-    except StaleJobError:
-        logger.warning("intent %s was taken over while uploading; leaving it", intent.intent_id)
-        return None
-    return _create(tracker, job, intent)
 
+    # -- the life of one intent, in order -----------------------------------------------
+    def send(
+        self,
+        job: JobRecord,
+        custom_ids: Iterable[str],
+        claim: Change,
+        *,
+        parent_batch_ids: Iterable[str] = (),
+    ) -> BatchRecord | None:
+        """Plan an intent for ``custom_ids``, claim the entries ``claim`` frees (see
+        :func:`~batchfsm.jobs.claims.claim_items`), then launch what it owns."""
+        intent = self.plan(job.job_id, custom_ids, parent_batch_ids=parent_batch_ids)
+        intent = claim_items(self.store, intent, claim)
+        return self.launch(job, intent)
 
-def _create(tracker: Tracker, job: JobRecord, intent: SubmitIntent) -> BatchRecord | None:
-    """``POST /batches`` for an uploaded intent, then :func:`adopt` the answer.
-
-    Only a refusal proves no batch exists: a 4xx abandons the intent (a 404 means the
-    uploaded file is gone, so the intent goes back to ``planned`` to upload again). A 429
-    or a 5xx/timeout leaves it ``uploaded``; the next reconcile looks for the batch first.
-    """
-    assert tracker.gateway is not None and intent.file_id is not None
-    metadata = {**job.metadata, JOB_KEY: job.job_id, INTENT_KEY: intent.intent_id}
-    try:
-        snapshot = tracker.gateway.create(intent.file_id, job.endpoint, metadata)
-    except BatchNotFoundError:
-        _close(tracker, intent, state="planned", file_id=None)
-        raise
-    except (RateLimitedError, GatewayUnavailableError):
-        raise
-    except GatewayError as exc:
-        if exc.status_code is not None and 400 <= exc.status_code < 500:
-            _abandon(tracker, intent, reason=f"create refused: {exc}", failure=_rejection(exc))
-        raise
-    return adopt(tracker, job, intent, snapshot)
-
-
-INPUT_REJECTIONS = frozenset({400, 413, 422})
-"""Answers that reject the request itself: sending it again would be refused again.
-(401/403 are about the key, 404 about the uploaded file: those items are not at fault.)"""
-
-
-def _rejection(exc: GatewayError) -> ItemError | None:
-    """The error that fails an intent's items, when the API refused their input."""
-    if exc.status_code not in INPUT_REJECTIONS:
-        return None
-    return ItemError(
-        code=exc.code or f"http_{exc.status_code}", message=str(exc)[:500], category="input"
-    )
-
-
-def adopt(
-    tracker: Tracker, job: JobRecord, intent: SubmitIntent, snapshot: BatchSnapshot
-) -> BatchRecord:
-    """Record a created batch: ledger first (so a harvest racing us finds its items),
-    then the tracked record, then the intent closed. Every step is idempotent."""
-    batch_id = snapshot.id
-    if not batch_id:
-        raise GatewayError("create answered a batch without an id")
-    update_ledger(
-        tracker, job.job_id, list(intent.custom_ids), _append_batch(intent.intent_id, batch_id)
-    )
-    parents = intent.parent_batch_ids
-    try:
-        record = tracker.track(
-            snapshot,
-            job_id=job.job_id,
-            parent_batch_id=parents[0] if parents else None,
-            items=len(intent.custom_ids),
+    def plan(
+        self, job_id: str, custom_ids: Iterable[str], *, parent_batch_ids: Iterable[str] = ()
+    ) -> SubmitIntent:
+        """Save a ``planned`` intent, leased to this process: the promise, written before
+        anything is claimed."""
+        now = self.clock.now()
+        intent = SubmitIntent(
+            intent_id=f"intent_{uuid.uuid4().hex[:16]}",
+            job_id=job_id,
+            created_at=now,
+            custom_ids=tuple(custom_ids),
+            parent_batch_ids=tuple(dict.fromkeys(parent_batch_ids)),
+            lease_owner=self.owner,
+            lease_until=now + timedelta(seconds=self.lease_seconds),
         )
-    except DuplicateJobError:
-        record = tracker.store.load(batch_id)
-    else:
-        if len(parents) > 1:  # the record links one parent; the history names them all
-            event = EventEntry(
-                name="retry_of", at=tracker.clock.now(), detail={"parent_batch_ids": parents}
-            )
-            try:
-                record = tracker.store.commit(
-                    record, expected_version=record.version, history=[event]
+        return self.store.save_intent(intent)
+
+    def launch(self, job: JobRecord, intent: SubmitIntent) -> BatchRecord | None:
+        """Upload the lines the intent owns (from the ledger), create the batch, record it.
+
+        Only entries claimed by this intent are sent (read again here, just before the
+        upload; the intent is narrowed to them). Returns the tracked batch, or None when
+        there was nothing to send or another process took the intent over. A failure
+        that proves no batch exists abandons the intent and hands its items back; an
+        ambiguous one leaves it ``uploaded`` for the reconcile.
+        """
+        owned = owned_entries(self.store, intent)
+        if not owned:
+            self.abandon(intent, reason="it owns no ledger entry")
+            return None
+        if len(owned) != len(intent.custom_ids):
+            intent = self.store.save_intent(intent.model_copy(update={"custom_ids": tuple(owned)}))
+        file_id = self._upload(job, intent, [entry.line for entry in owned.values()])
+        try:  # conditional: if the lease ran out and someone took the intent, stop here
+            intent = self.store.save_intent(
+                intent.model_copy(
+                    update={
+                        "state": IntentState.UPLOADED,
+                        "file_id": file_id,
+                        **self.lease(self.clock.now()),
+                    }
                 )
-            except StaleJobError:
-                logger.info("batch %s: parents not noted (a poller was first)", batch_id)
-    _close(tracker, intent, state="created", batch_id=batch_id)
-    logger.info("job %s: batch %s created from %s", job.job_id, batch_id, intent.intent_id)
-    return record
-
-
-def _close(tracker: Tracker, intent: SubmitIntent, **update: object) -> None:
-    for _ in range(MAX_CONFLICT_RETRIES):
-        try:
-            tracker.store.save_intent(intent.model_copy(update=update))
-            return
+            )
         except StaleJobError:
-            fresh = {i.intent_id: i for i in tracker.store.list_intents(intent.job_id)}
-            intent = fresh[intent.intent_id]
-            if intent.state in ("created", "abandoned"):
+            logger.warning("intent %s was taken over while uploading; leaving it", intent.intent_id)
+            return None
+        return self.create(job, intent)
+
+    def _upload(self, job: JobRecord, intent: SubmitIntent, lines: list[str]) -> str:
+        if self.gateway is None:
+            raise ValueError("submitting needs a gateway")
+        with tempfile.TemporaryDirectory(dir=self.workdir, prefix="batchfsm-upload-") as tmp:
+            path = Path(tmp) / f"{job.job_id}.{intent.intent_id}.jsonl"
+            write_chunk(lines, path)
+            try:
+                return self.gateway.upload(path)
+            except GatewayError as exc:
+                self.abandon(intent, reason=f"upload failed: {exc}", failure=_rejection(exc))
+                raise
+
+    def create(self, job: JobRecord, intent: SubmitIntent) -> BatchRecord | None:
+        """``POST /batches`` for an uploaded intent, then :meth:`adopt` the answer.
+
+        Only a refusal proves no batch exists: a 4xx abandons the intent (a 404 means the
+        uploaded file is gone, so the intent goes back to ``planned`` to upload again). A
+        429 or a 5xx/timeout leaves it ``uploaded``; the next reconcile looks for the
+        batch first.
+        """
+        assert self.gateway is not None and intent.file_id is not None
+        metadata = {**job.metadata, JOB_KEY: job.job_id, INTENT_KEY: intent.intent_id}
+        try:
+            snapshot = self.gateway.create(intent.file_id, job.endpoint, metadata)
+        except BatchNotFoundError:
+            self.close(intent, state=IntentState.PLANNED, file_id=None)
+            raise
+        except (RateLimitedError, GatewayUnavailableError):
+            raise
+        except GatewayError as exc:
+            if exc.status_code is not None and 400 <= exc.status_code < 500:
+                self.abandon(intent, reason=f"create refused: {exc}", failure=_rejection(exc))
+            raise
+        return self.adopt(job, intent, snapshot)
+
+    def adopt(self, job: JobRecord, intent: SubmitIntent, snapshot: BatchSnapshot) -> BatchRecord:
+        """Record a created batch: ledger first (so a harvest racing us finds its items),
+        then the tracked record, then the intent closed. Every step is idempotent."""
+        batch_id = snapshot.id
+        if not batch_id:
+            raise GatewayError("create answered a batch without an id")
+        update_ledger(
+            self.store, job.job_id, list(intent.custom_ids), _append_batch(intent, batch_id)
+        )
+        parents = intent.parent_batch_ids
+        try:
+            record = self.track(
+                snapshot,
+                job_id=job.job_id,
+                parent_batch_id=parents[0] if parents else None,
+                items=len(intent.custom_ids),
+            )
+        except DuplicateJobError:
+            record = self.store.load(batch_id)
+        else:
+            if len(parents) > 1:  # the record links one parent; the history names them all
+                record = self._note_parents(record, parents)
+        self.close(intent, state=IntentState.CREATED, batch_id=batch_id)
+        logger.info("job %s: batch %s created from %s", job.job_id, batch_id, intent.intent_id)
+        return record
+
+    def _note_parents(self, record: BatchRecord, parents: tuple[str, ...]) -> BatchRecord:
+        event = EventEntry(
+            name="retry_of", at=self.clock.now(), detail={"parent_batch_ids": parents}
+        )
+        try:
+            return self.store.commit(record, expected_version=record.version, history=[event])
+        except StaleJobError:
+            logger.info("batch %s: parents not noted (a poller was first)", record.batch_id)
+            return record
+
+    def abandon(
+        self, intent: SubmitIntent, *, reason: str, failure: ItemError | None = None
+    ) -> None:
+        """Close an intent that sent nothing.
+
+        When the API refused the input itself (``failure``), the intent's items fail with
+        that reason, loudly: sending them again would only be refused again, and putting
+        them back in ``retry`` would resubmit them for ever without spending an attempt.
+        Otherwise retry items it claimed go back to ``retry`` and never-sent items stay
+        ``pending``, free for a resumed submit to claim.
+        """
+        update_ledger(self.store, intent.job_id, list(intent.custom_ids), _release(intent, failure))
+        if failure is not None:
+            logger.error(
+                "intent %s abandoned, its %d requests failed: %s",
+                intent.intent_id,
+                len(intent.custom_ids),
+                reason,
+            )
+        else:
+            logger.warning("intent %s abandoned: %s", intent.intent_id, reason)
+        self.close(intent, state=IntentState.ABANDONED)
+
+    def close(self, intent: SubmitIntent, **update: object) -> None:
+        """Write the intent's new state; a rival that already closed it wins."""
+
+        def attempt(retry: bool) -> None:
+            current = self._reload(intent) if retry else intent
+            if current is None or (retry and current.state in CLOSED_INTENT_STATES):
                 return
+            self.store.save_intent(current.model_copy(update=update))
+
+        retry_on_conflict(attempt, subject=f"intent {intent.intent_id}")
+
+    # -- helpers ---------------------------------------------------------------------------
+    def lease(self, now: datetime) -> dict[str, object]:
+        """The fields that lease an intent to this process from ``now``."""
+        return {
+            "lease_owner": self.owner,
+            "lease_until": now + timedelta(seconds=self.lease_seconds),
+        }
+
+    def open_ids(self, job_id: str) -> set[str]:
+        """custom_ids owned by an open (planned/uploaded) intent of the job."""
+        owned: set[str] = set()
+        for intent in self.store.list_intents(job_id, open_only=True):
+            owned.update(intent.custom_ids)
+        return owned
+
+    def is_open(self, intent: SubmitIntent) -> bool:
+        current = self._reload(intent)
+        return current is not None and current.state not in CLOSED_INTENT_STATES
+
+    def _reload(self, intent: SubmitIntent) -> SubmitIntent | None:
+        for current in self.store.list_intents(intent.job_id):
+            if current.intent_id == intent.intent_id:
+                return current
+        return None
 
 
-def _abandon(
-    tracker: Tracker, intent: SubmitIntent, *, reason: str, failure: ItemError | None = None
-) -> None:
-    """Close an intent that sent nothing.
+def _append_batch(intent: SubmitIntent, batch_id: str) -> Change:
+    def change(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
+        if entry is None or entry.intent_id != intent.intent_id or batch_id in entry.batches:
+            return None
+        return entry.model_copy(
+            update={"batches": (*entry.batches, batch_id), "state": ItemState.PENDING}
+        )
 
-    When the API refused the input itself (``failure``), the intent's items fail with
-    that reason, loudly: sending them again would only be refused again, and putting them
-    back in ``retry`` would resubmit them for ever without spending an attempt.
-    Otherwise retry items it claimed go back to ``retry`` and never-sent items stay
-    ``pending``, free for a resumed submit to claim.
-    """
+    return change
 
-    def release(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
+
+def _release(intent: SubmitIntent, failure: ItemError | None) -> Change:
+    def change(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
         if entry is None or entry.intent_id != intent.intent_id:
             return None
         if entry.state is not ItemState.PENDING:
@@ -318,104 +369,15 @@ def _abandon(
             return None
         return entry.model_copy(update={"state": ItemState.RETRY})
 
-    update_ledger(tracker, intent.job_id, list(intent.custom_ids), release)
-    if failure is not None:
-        logger.error(
-            "intent %s abandoned, its %d requests failed: %s",
-            intent.intent_id,
-            len(intent.custom_ids),
-            reason,
-        )
-    else:
-        logger.warning("intent %s abandoned: %s", intent.intent_id, reason)
-    _close(tracker, intent, state="abandoned")
+    return change
 
 
-# -- reconciliation ----------------------------------------------------------------------
-
-
-@dataclass
-class ReconcileReport:
-    """What :func:`reconcile_intents` did, by intent id."""
-
-    adopted: list[str] = field(default_factory=list)
-    """A batch existed (found by its metadata) and is now tracked."""
-    relaunched: list[str] = field(default_factory=list)
-    """No batch existed; it was created now from the ledger's lines."""
-    abandoned: list[str] = field(default_factory=list)
-    in_flight: list[str] = field(default_factory=list)
-    """Younger than the lease (another process may be submitting it) or taken by one."""
-    failed: list[str] = field(default_factory=list)
-    """The API failed; left open for the next start."""
-
-    @property
-    def open(self) -> int:
-        return len(self.in_flight) + len(self.failed)
-
-
-def reconcile_intents(
-    tracker: Tracker, *, job_id: str | None = None, min_age: float | None = None
-) -> ReconcileReport:
-    """Close every open intent whose lease has run out (with ``min_age``: that was
-    last leased at least ``min_age`` seconds ago).
-
-    Lists the account's batches at most once, and only if an ``uploaded`` intent needs
-    it. Never raises for one intent's API failure: that intent stays open (``failed``).
-    """
-    report = ReconcileReport()
-    lease = tracker.settings.lease_seconds
-    early = timedelta(seconds=0 if min_age is None else lease - min_age)
-    now = tracker.clock.now()
-    remote: dict[str, BatchSnapshot] | None = None
-    for seen in tracker.store.list_intents(job_id, open_only=True):
-        if now < lease_ends(seen, lease) - early:
-            report.in_flight.append(seen.intent_id)
-            continue
-        try:  # take it: a conditional write, so two reconcilers never both act
-            intent = tracker.store.save_intent(seen.model_copy(update=_lease(tracker, now)))
-        except StaleJobError:
-            report.in_flight.append(seen.intent_id)
-            continue
-        job = tracker.store.load_job(intent.job_id)
-        try:
-            if intent.state == "uploaded":
-                if remote is None:
-                    remote = _remote_intents(tracker)
-                found = remote.get(intent.intent_id)
-                if found is not None:
-                    adopt(tracker, job, intent, found)
-                    report.adopted.append(intent.intent_id)
-                elif _create(tracker, job, intent) is not None:
-                    report.relaunched.append(intent.intent_id)
-                else:
-                    report.abandoned.append(intent.intent_id)
-            elif owned_entries(tracker, intent) and launch_intent(tracker, job, intent):
-                report.relaunched.append(intent.intent_id)
-            else:
-                _abandon(tracker, intent, reason="its items were never claimed")
-                report.abandoned.append(intent.intent_id)
-        except GatewayError as exc:
-            logger.warning("intent %s left open: %s", intent.intent_id, exc)
-            if _is_open(tracker, intent):
-                report.failed.append(intent.intent_id)
-            else:
-                report.abandoned.append(intent.intent_id)
-    return report
-
-
-def _is_open(tracker: Tracker, intent: SubmitIntent) -> bool:
-    for current in tracker.store.list_intents(intent.job_id, open_only=True):
-        if current.intent_id == intent.intent_id:
-            return True
-    return False
-
-
-def _remote_intents(tracker: Tracker) -> dict[str, BatchSnapshot]:
-    """Batches of the account that carry an intent id, by that id (first page wins)."""
-    assert tracker.gateway is not None
-    found: dict[str, BatchSnapshot] = {}
-    for snapshot in tracker.gateway.iter_batches():
-        intent_id = (snapshot.metadata or {}).get(INTENT_KEY)
-        if intent_id and intent_id not in found:
-            found[intent_id] = snapshot
-    return found
+def _rejection(exc: GatewayError) -> ItemError | None:
+    """The error that fails an intent's items, when the API refused their input."""
+    if exc.status_code not in INPUT_REJECTIONS:
+        return None
+    return ItemError(
+        code=exc.code or f"http_{exc.status_code}",
+        message=str(exc)[:500],
+        category=ErrorCategory.INPUT,
+    )

@@ -31,10 +31,9 @@ from typing import TYPE_CHECKING
 from batchfsm.errors import JobNotFoundError
 from batchfsm.fsm.models import BatchRecord
 from batchfsm.fsm.spec import BatchStatus
-from batchfsm.jobs.claims import claim_items
 from batchfsm.jobs.input_file import Limits, plan_chunks, write_chunk
-from batchfsm.jobs.intents import launch_intent, open_intent_ids, plan_intent
-from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry
+from batchfsm.jobs.intents import Intents
+from batchfsm.ledger.records import ErrorCategory, ItemState, JobRecord, LedgerEntry
 
 if TYPE_CHECKING:
     from batchfsm.tracker import Tracker
@@ -42,8 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["Backoff", "RetryResult", "Waiting", "retry_items"]
 
 logger = logging.getLogger(__name__)
-
-QUEUE_FULL = "queue_full"
 
 
 @dataclass(frozen=True)
@@ -112,7 +109,7 @@ def retry_items(
 def _ready_items(
     tracker: Tracker, job: JobRecord, backoff: Backoff | None
 ) -> tuple[list[LedgerEntry], list[tuple[LedgerEntry, datetime]]]:
-    owned = open_intent_ids(tracker, job.job_id)
+    owned = Intents.of(tracker).open_ids(job.job_id)
     now = tracker.clock.now()
     records: dict[str, BatchRecord | None] = {}
     ready: list[LedgerEntry] = []
@@ -120,7 +117,9 @@ def _ready_items(
     for entry in tracker.store.iter_ledger(job.job_id, state=ItemState.RETRY):
         if entry.custom_id in owned:
             continue
-        queue_full = entry.last_error is not None and entry.last_error.category == QUEUE_FULL
+        queue_full = (
+            entry.last_error is not None and entry.last_error.category == ErrorCategory.QUEUE_FULL
+        )
         if backoff is not None and queue_full:
             ready_at = _ready_at(tracker, entry, backoff, records)
             if ready_at is not None and now < ready_at:
@@ -190,7 +189,6 @@ def _send(tracker: Tracker, job: JobRecord, group: list[LedgerEntry]) -> BatchRe
     first sends those; this one sends the rest (:mod:`batchfsm.jobs.claims`)."""
     expected = {e.custom_id: e.batches for e in group}
     parents = [e.batches[-1] for e in group if e.batches]
-    intent = plan_intent(tracker, job.job_id, expected, parent_batch_ids=parents)
 
     def claim(entry: LedgerEntry | None, custom_id: str) -> LedgerEntry | None:
         if entry is None or entry.state is not ItemState.RETRY:
@@ -199,5 +197,4 @@ def _send(tracker: Tracker, job: JobRecord, group: list[LedgerEntry]) -> BatchRe
             return None
         return entry
 
-    intent = claim_items(tracker, intent, claim)
-    return launch_intent(tracker, job, intent)
+    return Intents.of(tracker).send(job, expected, claim, parent_batch_ids=parents)

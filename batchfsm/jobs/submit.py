@@ -3,8 +3,9 @@
 Nothing is uploaded before the whole file is known good: :func:`submit_job` validates
 every line first (:func:`~batchfsm.jobs.input_file.plan_chunks`), so an error names its line
 and leaves no trace. Then, chunk by chunk, it goes through the intent steps of
-:mod:`batchfsm.jobs.intents` (intent, ledger entries ``pending`` with ``batches=()``, upload,
-create, record), so a crash at any point costs neither a duplicate batch nor a lost one.
+:class:`~batchfsm.jobs.intents.Intents` (intent, ledger entries ``pending`` with
+``batches=()``, upload, create, record), so a crash at any point costs neither a
+duplicate batch nor a lost one.
 
 Re-running the same command is safe: the job id defaults to a digest of the endpoint,
 the metadata and the file's bytes, so a second ``submit`` of the same input *resumes*
@@ -20,22 +21,18 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
 from batchfsm.errors import DuplicateJobError, InputFileError
 from batchfsm.fsm.models import BatchRecord
-from batchfsm.jobs.claims import claim_items, closed_intents
+from batchfsm.jobs.claims import closed_intents
 from batchfsm.jobs.input_file import Limits, plan_chunks
-from batchfsm.jobs.intents import (
-    check_metadata,
-    launch_intent,
-    open_intent_ids,
-    plan_intent,
-    reconcile_intents,
-)
+from batchfsm.jobs.intents import Intents, check_metadata
+from batchfsm.jobs.reconcile import reconcile_intents
 from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry
+from batchfsm.persistence.ledger_writer import Change
 
 if TYPE_CHECKING:
     from batchfsm.tracker import Tracker
@@ -108,19 +105,18 @@ def submit_job(
             requests=requests,
         ),
     )
+    intents = Intents.of(tracker)
     if resumed:
-        reconcile_intents(tracker, job_id=job_id)
-    covered = _covered(tracker, job_id) if resumed else set()
+        reconcile_intents(intents, job_id=job_id)
+    covered = _covered(intents, job_id) if resumed else set()
     launched = []
     for chunk in chunks:
         todo = [r for r in chunk.requests if r.custom_id not in covered]
         if not todo:
             continue
         lines = {r.custom_id: r.text for r in todo}
-        intent = plan_intent(tracker, job_id, lines)
-        closed = set(closed_intents(tracker, job_id)) if resumed else set()
-        intent = claim_items(tracker, intent, _claim_new(job_id, lines, closed))
-        record = launch_intent(tracker, job, intent)
+        closed = set(closed_intents(tracker.store, job_id)) if resumed else set()
+        record = intents.send(job, lines, _claim_new(job_id, lines, closed))
         if record is not None:
             launched.append(record.batch_id)
     open_intents = [i.intent_id for i in tracker.store.list_intents(job_id, open_only=True)]
@@ -148,11 +144,11 @@ def _open_job(tracker: Tracker, job: JobRecord) -> tuple[JobRecord, bool]:
     return existing, True
 
 
-def _covered(tracker: Tracker, job_id: str) -> set[str]:
+def _covered(intents: Intents, job_id: str) -> set[str]:
     """custom_ids already in a batch of the job or owned by an open intent."""
-    covered = open_intent_ids(tracker, job_id)
-    closed = closed_intents(tracker, job_id)
-    for entry in tracker.store.iter_ledger(job_id):
+    covered = intents.open_ids(job_id)
+    closed = closed_intents(intents.store, job_id)
+    for entry in intents.store.iter_ledger(job_id):
         if entry.batches or entry.state is not ItemState.PENDING:
             covered.add(entry.custom_id)
         elif entry.intent_id is not None and entry.intent_id not in closed:
@@ -160,7 +156,7 @@ def _covered(tracker: Tracker, job_id: str) -> set[str]:
     return covered
 
 
-def _claim_new(job_id: str, lines: Mapping[str, str], closed: set[str]) -> Any:
+def _claim_new(job_id: str, lines: Mapping[str, str], closed: set[str]) -> Change:
     """A new entry per request. An existing ``pending`` one that never ran is taken
     over only if no live intent holds it: unclaimed, or claimed by an intent in
     ``closed`` (ids of intents that ended without sending it)."""

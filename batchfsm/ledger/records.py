@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,7 +29,23 @@ class JobRecord(_Record):
     version: int = 0
 
 
-IntentState = Literal["planned", "uploaded", "created", "abandoned"]
+class IntentState(StrEnum):
+    """Where a submit intent stands (:mod:`batchfsm.jobs.intents` walks it through)."""
+
+    PLANNED = "planned"
+    """Saved, its entries being claimed; nothing uploaded yet."""
+    UPLOADED = "uploaded"
+    """Its input file is uploaded; the batch may or may not exist yet."""
+    CREATED = "created"
+    """The batch exists and is tracked (final)."""
+    ABANDONED = "abandoned"
+    """Closed without a batch (final)."""
+
+
+OPEN_INTENT_STATES = frozenset({IntentState.PLANNED, IntentState.UPLOADED})
+"""An open intent owns its entries: a process may still be sending them."""
+CLOSED_INTENT_STATES = frozenset({IntentState.CREATED, IntentState.ABANDONED})
+"""Final: an intent never leaves them."""
 
 
 class SubmitIntent(_Record):
@@ -46,7 +61,7 @@ class SubmitIntent(_Record):
     job_id: str
     created_at: datetime
     custom_ids: tuple[str, ...]
-    state: IntentState = "planned"
+    state: IntentState = IntentState.PLANNED
     file_id: str | None = None
     batch_id: str | None = None
     parent_batch_ids: tuple[str, ...] = ()
@@ -65,9 +80,25 @@ class ItemState(StrEnum):
     FAILED = "failed"
 
 
-ErrorCategory = Literal[
-    "permanent", "retryable", "not_run", "missing", "queue_full", "input", "lost", "malformed"
-]
+class ErrorCategory(StrEnum):
+    """Why an item is not ``succeeded`` (``ItemError.category``)."""
+
+    PERMANENT = "permanent"
+    """The request itself was refused (4xx): sending it again would fail again."""
+    RETRYABLE = "retryable"
+    """It ran and failed in a way worth another try (5xx, 429, timeout)."""
+    NOT_RUN = "not_run"
+    """The batch expired or was cancelled before it ran (no attempt spent)."""
+    MISSING = "missing"
+    """The batch ended without a line for it."""
+    QUEUE_FULL = "queue_full"
+    """The batch failed with ``token_limit_exceeded``: wait, then resend."""
+    INPUT = "input"
+    """The batch or its input file was refused as a whole."""
+    LOST = "lost"
+    """The API no longer knows the batch (404)."""
+    MALFORMED = "malformed"
+    """Its result line could not be read."""
 
 
 class ItemError(_Record):
@@ -93,5 +124,5 @@ class LedgerEntry(_Record):
     """The submit intent that last claimed the entry, set in the same conditional write
     that makes it ``pending`` for a new batch. Only that intent sends it, and once the
     intent is closed without sending it, the entry is free again (see
-    :func:`batchfsm.jobs.intents.release_stranded`)."""
+    :func:`batchfsm.jobs.claims.release_stranded`)."""
     version: int = 0

@@ -4,7 +4,7 @@ Pure logic, no I/O: the handlers (:mod:`batchfsm.handlers`) read files and the s
 and hand the result here. A batch's verdict on a request is a :class:`Fate`; a ledger
 entry is *settled* by the fate of the batch it currently sits in.
 
-The rules (issue "submit, poll and recover", reference §3.2-3.4, §8.7-8.11):
+The rules (issue "submit, poll and recover"; file and line shapes: https://platform.openai.com/docs/guides/batch):
 
 * A request is judged by ``custom_id``, never by line order. Submitted ids with no
   line in either file are *missing*: back to ``retry`` without spending an attempt.
@@ -74,23 +74,29 @@ SUCCEEDED = Fate(ItemState.SUCCEEDED, spends_attempt=True)
 MISSING = Fate(
     ItemState.RETRY,
     spends_attempt=False,
-    error=_error("missing", "in neither the output nor the error file of the batch", "missing"),
+    error=_error(
+        "missing", "in neither the output nor the error file of the batch", ErrorCategory.MISSING
+    ),
 )
 LOST = Fate(
     ItemState.RETRY,
     spends_attempt=False,
-    error=_error("batch_lost", "the API no longer knows the batch (404)", "lost"),
+    error=_error("batch_lost", "the API no longer knows the batch (404)", ErrorCategory.LOST),
 )
 
 
 def queue_full_fate(code: str | None, message: str | None) -> Fate:
     """The batch was refused because the enqueued-token queue is full: wait, resend."""
-    return Fate(ItemState.RETRY, spends_attempt=False, error=_error(code, message, "queue_full"))
+    return Fate(
+        ItemState.RETRY, spends_attempt=False, error=_error(code, message, ErrorCategory.QUEUE_FULL)
+    )
 
 
 def input_fate(code: str | None, message: str | None) -> Fate:
     """The input was rejected at validation: resending it unchanged cannot help."""
-    return Fate(ItemState.FAILED, spends_attempt=False, error=_error(code, message, "input"))
+    return Fate(
+        ItemState.FAILED, spends_attempt=False, error=_error(code, message, ErrorCategory.INPUT)
+    )
 
 
 # Fates are interned per (kind, code, message): a 50,000-line error file of the same
@@ -128,12 +134,12 @@ def fate_for_line(outcome: LineOutcome) -> Fate:
 
 def _line_fate(kind: OutcomeKind, code: str | None, message: str | None) -> Fate:
     if kind is OutcomeKind.PERMANENT:
-        return Fate(ItemState.FAILED, True, _error(code, message, "permanent"))
+        return Fate(ItemState.FAILED, True, _error(code, message, ErrorCategory.PERMANENT))
     if kind is OutcomeKind.NOT_RUN:
-        return Fate(ItemState.RETRY, False, _error(code, message, "not_run"))
+        return Fate(ItemState.RETRY, False, _error(code, message, ErrorCategory.NOT_RUN))
     if kind is OutcomeKind.MALFORMED:
-        return Fate(ItemState.RETRY, True, _error(code, message, "malformed"))
-    return Fate(ItemState.RETRY, True, _error(code, message, "retryable"))
+        return Fate(ItemState.RETRY, True, _error(code, message, ErrorCategory.MALFORMED))
+    return Fate(ItemState.RETRY, True, _error(code, message, ErrorCategory.RETRYABLE))
 
 
 _PRECEDENCE = {"succeeded": 0, "permanent": 1, "retryable": 2, "malformed": 3, "not_run": 4}

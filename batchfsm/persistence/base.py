@@ -16,7 +16,13 @@ from typing import Self
 
 from batchfsm.errors import JobNotFoundError, StoreError
 from batchfsm.fsm.models import BatchRecord, HistoryEntry
-from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry, SubmitIntent
+from batchfsm.ledger.records import (
+    OPEN_INTENT_STATES,
+    ItemState,
+    JobRecord,
+    LedgerEntry,
+    SubmitIntent,
+)
 from batchfsm.persistence.items import (
     BatchItem,
     IntentItem,
@@ -34,7 +40,6 @@ from batchfsm.ports import JobStore
 
 __all__ = [
     "LEDGER_PAGE",
-    "OPEN_INTENT_STATES",
     "BaseJobStore",
     "BatchItem",
     "IntentItem",
@@ -46,7 +51,6 @@ __all__ = [
 ]
 
 
-OPEN_INTENT_STATES: frozenset[str] = frozenset({"planned", "uploaded"})
 LEDGER_PAGE = 500
 """How many ledger entries one ``_scan_ledger`` call returns while iterating."""
 

@@ -26,7 +26,7 @@ import pytest
 
 from batchfsm.fsm.models import EventEntry
 from batchfsm.fsm.spec import BatchStatus
-from batchfsm.ledger.records import ItemState
+from batchfsm.ledger.records import IntentState, ItemState
 from batchfsm.persistence.sqlite.store import SQLiteJobStore
 from batchfsm.ports import JobStore
 from batchfsm.sandbox import Fate, Phases, RunningSandbox, Scenario, running_sandbox
@@ -180,7 +180,7 @@ def test_three_pollers_on_one_store_run_each_effect_once_and_land_each_result_on
     assert store.count_ledger()[ItemState.PENDING] == 0
     intents = Counter(i.state for i in store.list_intents())
     assert set(intents) <= {"created", "abandoned"}  # every intent closed
-    assert intents["created"] == len(records)
+    assert intents[IntentState.CREATED] == len(records)
 
     # API calls: one upload and one create per batch, whichever poller sent it; at most
     # one retrieve per batch needing attention per poller cycle.
@@ -195,5 +195,5 @@ def test_three_pollers_on_one_store_run_each_effect_once_and_land_each_result_on
         f"\n{place.url.split(':')[0]}: {batches} batches, {cycles} cycles over {POLLERS} "
         f"pollers, {retrieves} retrieves ({retrieves / batches:.1f} per batch, "
         f"{retrieves / cycles:.2f} per cycle), {downloads} file downloads, "
-        f"{intents['abandoned']} intents lost every item to a rival"
+        f"{intents[IntentState.ABANDONED]} intents lost every item to a rival"
     )

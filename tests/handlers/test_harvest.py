@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from batchfsm.handlers import default_registry
-from batchfsm.handlers import settle as reconcile_module
 from batchfsm.handlers.harvest import harvest
 from batchfsm.ledger.records import ItemState, LedgerEntry
 from batchfsm.persistence import SQLiteJobStore
+from batchfsm.persistence import ledger_writer as reconcile_module
 from batchfsm.persistence.sinks import DirectorySink
 from batchfsm.sandbox.testing import batch_input
 from batchfsm.tracker import Tracker

@@ -27,7 +27,15 @@ from batchfsm.fsm.models import (
     TransitionEntry,
 )
 from batchfsm.fsm.spec import BatchStatus
-from batchfsm.ledger.records import ItemError, ItemState, JobRecord, LedgerEntry, SubmitIntent
+from batchfsm.ledger.records import (
+    ErrorCategory,
+    IntentState,
+    ItemError,
+    ItemState,
+    JobRecord,
+    LedgerEntry,
+    SubmitIntent,
+)
 from batchfsm.persistence import JobStore, base
 from tests.persistence.factories import STORE_FACTORIES
 
@@ -325,13 +333,13 @@ def test_intent_lifecycle_is_conditional_on_version(store: JobStore) -> None:
     planned = store.save_intent(intent("i1"))
     assert planned.version == 1
     uploaded = store.save_intent(
-        planned.model_copy(update={"state": "uploaded", "file_id": "file-1"})
+        planned.model_copy(update={"state": IntentState.UPLOADED, "file_id": "file-1"})
     )
     assert uploaded.version == 2
 
     # A second writer still holding version 1 loses and changes nothing.
     with pytest.raises(StaleJobError):
-        store.save_intent(planned.model_copy(update={"state": "abandoned"}))
+        store.save_intent(planned.model_copy(update={"state": IntentState.ABANDONED}))
     # Creating an id that exists is a conflict too, not an overwrite.
     with pytest.raises(StaleJobError):
         store.save_intent(intent("i1"))
@@ -343,9 +351,11 @@ def test_list_intents_by_job_and_open_only(store: JobStore) -> None:
     a = store.save_intent(intent("a", job_id="job-1"))
     b = store.save_intent(intent("b", job_id="job-2"))
     c = store.save_intent(intent("c", job_id="job-1"))
-    c = store.save_intent(c.model_copy(update={"state": "created", "batch_id": "batch_c"}))
+    c = store.save_intent(
+        c.model_copy(update={"state": IntentState.CREATED, "batch_id": "batch_c"})
+    )
     d = store.save_intent(intent("d", job_id="job-1"))
-    d = store.save_intent(d.model_copy(update={"state": "uploaded"}))
+    d = store.save_intent(d.model_copy(update={"state": IntentState.UPLOADED}))
 
     assert store.list_intents() == [a, b, c, d]
     assert store.list_intents("job-1") == [a, c, d]
@@ -360,7 +370,7 @@ def test_ledger_insert_then_conditional_update(store: JobStore) -> None:
     inserted = store.save_ledger([ledger("r1"), ledger("r2")])
     assert [e.version for e in inserted] == [1, 1]
 
-    failed = ItemError(code="server_error", message="boom", category="retryable")
+    failed = ItemError(code="server_error", message="boom", category=ErrorCategory.RETRYABLE)
     updated = store.save_ledger(
         [
             inserted[0].model_copy(
