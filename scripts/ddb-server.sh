@@ -5,7 +5,7 @@
 #     ddb_start && trap ddb_stop EXIT && .venv/bin/python -m pytest tests/persistence
 #
 # moto's server mode only (Apache-2.0). DynamoDB Local is deliberately not offered: its
-# licence is not open source (see shared/reference/dynamodb-test-server.md).
+# licence is not open source (https://aws.amazon.com/dynamodb/dynamodblocallicense/).
 #
 # ddb_start picks a free port on 127.0.0.1 (override with DDB_PORT), waits until the
 # server answers a ListTables call, and exports:

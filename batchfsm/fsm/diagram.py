@@ -4,7 +4,7 @@ The picture is built from the same tables as the rulebook (:mod:`batchfsm.fsm.sp
 it cannot describe a different machine than the one that checks every hop. A
 ``GraphMachine`` is built on demand, only here, with ``graph_engine="mermaid"`` for
 Mermaid text or ``"graphviz"`` for DOT, SVG and PNG (see
-shared/reference/transitions.md §1.18 and §4.8).
+https://github.com/pytransitions/transitions#diagrams).
 
 What the picture says:
 

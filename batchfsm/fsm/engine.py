@@ -1,8 +1,8 @@
 """The rulebook: one ``transitions.Machine`` that every batch is checked against.
 
-Batches are never registered on the machine (see shared/reference/transitions.md: about
-7 KB and a quadratic ``add_model`` per batch). Instead each observation gets a tiny
-cursor object carrying only ``state``; events are fired on it through
+Batches are never registered on the machine: each registered model costs about 7 KB,
+and ``add_model`` scans the model list, so registering n of them costs n². Instead each
+observation gets a tiny cursor object carrying only ``state``; events are fired on it through
 ``machine.events[trigger].trigger(cursor)``, so the machine itself validates every hop,
 and the entry callback (which does no I/O) records the hop and the effects owed.
 """

@@ -1,9 +1,10 @@
 """The batch lifecycle, defined once as data.
 
 Everything else is derived from these tables: the rulebook machine, the path table,
-the diagrams, the tests. The edges come from the status table of https://platform.openai.com/docs/guides/batch:
-*documented* edges are ones OpenAI describes; *tolerated* ones are plausible races
-nobody has documented, which are applied but flagged so a human looks at them.
+the diagrams, the tests. The edges come from the status table of
+https://platform.openai.com/docs/guides/batch: *documented* edges are ones OpenAI
+describes; *tolerated* ones are plausible races nobody has documented, which are applied
+but flagged so a human looks at them.
 """
 
 from __future__ import annotations

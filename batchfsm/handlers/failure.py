@@ -1,8 +1,9 @@
-"""``classify_failure``: a ``failed`` batch, judged from ``errors.data`` (reference §3.4).
+"""``classify_failure``: a ``failed`` batch, judged from ``errors.data`` (see ``errors`` in
+https://platform.openai.com/docs/api-reference/batch/object).
 
 Validation failures live in ``batch.errors.data`` (``code``, ``message``, ``param``,
 ``line``), not in an error file; the original implementation looked in the wrong place
-and lost the reason (reference §6.3, item 2). Two verdicts:
+and lost the reason. Two verdicts:
 
 * **Queue full** - every error is ``token_limit_exceeded``: nothing is wrong with the
   requests, the organisation's enqueued-token queue is. Every pending item goes back to

@@ -1,7 +1,8 @@
 """``harvest``: ingest a terminal batch's files, deliver its results once, settle its items.
 
 Owed on entering ``completed``, ``expired`` and ``cancelled`` (all three may carry an
-output file of paid-for results and an error file; reference §3.2-3.3, §8.7-8.11). Steps:
+output file of paid-for results and an error file, see
+https://platform.openai.com/docs/guides/batch). Steps:
 
 1. Ids: the ledger entries still ``pending`` in this batch. None left means the batch
    was harvested already: return at once, with no download and no write.

@@ -1,4 +1,4 @@
-"""``release_lost``: the API answers 404 for a batch we track (reference §1.2 #18, §8.14).
+"""``release_lost``: the API answers 404 for a batch we track (no API status says so).
 
 The tracker marks the batch lost once and owes this effect; it is never polled again.
 Whatever it was doing, its results are out of reach, so every request still pending in

@@ -2,7 +2,8 @@
 
 Nothing here moves the batch; it raises alerts, each at most once per batch
 (``ctx.alert``), measured on the injected clock against the provider's own timestamps
-(reference §8.12; the original used its own submit time, §6.3 item 9):
+(the ``*_at`` fields of https://platform.openai.com/docs/api-reference/batch/object;
+the original used its own submit time instead):
 
 * ``deadline_<h>h`` - ``h`` hours of the 24 h window have elapsed (``warn_after_hours``,
   default 20, i.e. 4 h left). The window ends at ``expires_at``, else ``created_at`` +

@@ -1,7 +1,7 @@
 """Check a batch input file locally and split it into batches that fit the API limits.
 
 The API rejects a bad input file only *after* upload, often as an asynchronous
-``failed`` batch (reference §3.4: ``invalid_json_line``, ``duplicate_custom_id``,
+``failed`` batch (``errors.data`` codes ``invalid_json_line``, ``duplicate_custom_id``,
 ``url_mismatch``, ``model_mismatch``, ``empty_file``, ``too_many_tasks``). Catching the
 same mistakes here costs nothing, names the exact line and field, and happens before a
 byte is uploaded: :func:`plan_chunks` validates the *whole* file before it returns
@@ -12,11 +12,11 @@ record per line (custom_id, size, embedding-input count), not the text. A chunk 
 its own lines' text, so peak memory is one chunk (at most ``max_bytes``), never the
 file.
 
-Limits per batch (reference §4): 50,000 requests, 200 MB of input file, and for
-``/v1/embeddings`` 50,000 embedding inputs summed over all requests, where each element
-of an array ``input`` counts once, a string counts 1, and a token array (a list of
-integers) is one input. Chunks are filled greedily in file order, which for contiguous
-splitting also gives the fewest chunks.
+Limits per batch (https://platform.openai.com/docs/guides/batch): 50,000 requests,
+200 MB of input file, and for ``/v1/embeddings`` 50,000 embedding inputs summed over all
+requests, where each element of an array ``input`` counts once, a string counts 1, and a
+token array (a list of integers) is one input. Chunks are filled greedily in file order,
+which for contiguous splitting also gives the fewest chunks.
 """
 
 from __future__ import annotations
@@ -125,13 +125,29 @@ def validate_input(path: Path, endpoint: str, *, limits: Limits | None = None) -
         raise InputFileError(
             f"endpoint {endpoint!r} is not one of {sorted(ENDPOINTS)}", path=str(path)
         )
+    infos, model = _check_lines(path, endpoint, limits)
+    if not infos:
+        raise InputFileError("empty_file: the file has no requests", path=str(path))
+    assert model is not None
+    return InputSummary(
+        path=path,
+        endpoint=endpoint,
+        model=model,
+        requests=len(infos),
+        size=sum(i.size for i in infos),
+        embedding_inputs=sum(i.embedding_inputs for i in infos),
+        chunk_lengths=_chunk_lengths(infos, limits),
+        _lines=tuple(infos),
+    )
+
+
+def _check_lines(path: Path, endpoint: str, limits: Limits) -> tuple[list[_LineInfo], str | None]:
+    """Every line checked alone and against the lines before it (unique custom_id, one
+    model); returns each line's record and the file's model (``None`` if empty)."""
     seen: dict[str, int] = {}
     infos: list[_LineInfo] = []
     model: str | None = None
     model_line = 0
-    chunk_lengths: list[int] = []
-    in_chunk = chunk_size = chunk_inputs = 0
-
     for number, raw in _numbered_lines(path):
         obj = _parse(raw, path, number)
         custom_id = _custom_id(obj, path, number)
@@ -145,9 +161,7 @@ def validate_input(path: Path, endpoint: str, *, limits: Limits | None = None) -
         seen[custom_id] = number
         _check_request(obj, endpoint, path, number)
         body: dict[str, Any] = obj["body"]
-        line_model = body.get("model")
-        if not isinstance(line_model, str) or not line_model:
-            raise _error("body.model must be a non-empty string", path, number, "body.model")
+        line_model = _model(body, path, number)
         if model is None:
             model, model_line = line_model, number
         elif line_model != model:
@@ -161,33 +175,27 @@ def validate_input(path: Path, endpoint: str, *, limits: Limits | None = None) -
         inputs = _embedding_inputs(body, path, number) if endpoint == EMBEDDINGS else 0
         size = len(_strip_newline(raw)) + 1
         _check_fits_alone(size, inputs, limits, path, number)
+        infos.append(_LineInfo(custom_id, size, inputs))
+    return infos, model
 
+
+def _chunk_lengths(infos: list[_LineInfo], limits: Limits) -> tuple[int, ...]:
+    """The number of requests in each chunk, filling chunks greedily in file order."""
+    chunk_lengths: list[int] = []
+    in_chunk = chunk_size = chunk_inputs = 0
+    for info in infos:
         if in_chunk and (
             in_chunk + 1 > limits.max_requests
-            or chunk_size + size > limits.max_bytes
-            or chunk_inputs + inputs > limits.max_embedding_inputs
+            or chunk_size + info.size > limits.max_bytes
+            or chunk_inputs + info.embedding_inputs > limits.max_embedding_inputs
         ):
             chunk_lengths.append(in_chunk)
             in_chunk = chunk_size = chunk_inputs = 0
         in_chunk += 1
-        chunk_size += size
-        chunk_inputs += inputs
-        infos.append(_LineInfo(custom_id, size, inputs))
-
-    if not infos:
-        raise InputFileError("empty_file: the file has no requests", path=str(path))
+        chunk_size += info.size
+        chunk_inputs += info.embedding_inputs
     chunk_lengths.append(in_chunk)
-    assert model is not None
-    return InputSummary(
-        path=path,
-        endpoint=endpoint,
-        model=model,
-        requests=len(infos),
-        size=sum(i.size for i in infos),
-        embedding_inputs=sum(i.embedding_inputs for i in infos),
-        chunk_lengths=tuple(chunk_lengths),
-        _lines=tuple(infos),
-    )
+    return tuple(chunk_lengths)
 
 
 def plan_chunks(
@@ -318,6 +326,13 @@ def _custom_id(obj: dict[str, Any], path: Path, number: int) -> str:
             f"custom_id must be a non-empty string, not {custom_id!r}", path, number, "custom_id"
         )
     return custom_id
+
+
+def _model(body: dict[str, Any], path: Path, number: int) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _error("body.model must be a non-empty string", path, number, "body.model")
+    return model
 
 
 def _check_request(obj: dict[str, Any], endpoint: str, path: Path, number: int) -> None:

@@ -1,8 +1,8 @@
 """Stream a batch's output or error file and say, per line, what happened to the request.
 
-Both files share one line shape but carry failures in two different places
-(reference §3.2-3.3), so each line is classified from its *content*, never from the file
-it came from:
+Both files share one line shape (https://platform.openai.com/docs/guides/batch) but
+carry failures in two different places, so each line is classified from its *content*,
+never from the file it came from:
 
 * **HTTP outcome** - ``response`` is an object: ``response.status_code`` decides; on a
   failure the details are in ``response.body.error`` and the top-level ``error`` is null.
@@ -23,11 +23,11 @@ no response, ``request_timeout``            retryable    yes
 no response, any other/unknown code         retryable    yes
 ==========================================  ===========  ==============================
 
-Status 0 has been reported in "successful" output files (reference §3.3); treating the
-unknown as retryable means a bounded number of re-runs rather than a silent loss or an
-unbounded loop. Lines that are not JSON objects, have no string ``custom_id``, or carry
-neither a usable ``response`` nor an ``error`` are yielded as ``malformed`` with their raw
-bytes and line number: ingestion never stops on a bad line.
+Status 0 has been reported in "successful" output files, though no document lists it;
+treating the unknown as retryable means a bounded number of re-runs rather than a silent
+loss or an unbounded loop. Lines that are not JSON objects, have no string
+``custom_id``, or carry neither a usable ``response`` nor an ``error`` are yielded as
+``malformed`` with their raw bytes and line number: ingestion never stops on a bad line.
 
 Speed: embedding outputs are ~32 KB of floats per line and dominate ingestion, so a
 succeeded line is parsed once and its ``response.body`` is handed on as the *raw bytes*
@@ -75,7 +75,6 @@ class OutcomeKind(StrEnum):
 PERMANENT_STATUS = frozenset({400, 401, 403, 404, 422})
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 NOT_RUN_CODES = frozenset({"batch_expired", "batch_cancelled"})
-RETRYABLE_CODES = frozenset({"request_timeout"})
 
 
 @dataclass(frozen=True, slots=True)

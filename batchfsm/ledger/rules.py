@@ -4,7 +4,8 @@ Pure logic, no I/O: the handlers (:mod:`batchfsm.handlers`) read files and the s
 and hand the result here. A batch's verdict on a request is a :class:`Fate`; a ledger
 entry is *settled* by the fate of the batch it currently sits in.
 
-The rules (issue "submit, poll and recover"; file and line shapes: https://platform.openai.com/docs/guides/batch):
+The rules (issue "submit, poll and recover"; the output and error files' line shapes are
+those of https://platform.openai.com/docs/guides/batch):
 
 * A request is judged by ``custom_id``, never by line order. Submitted ids with no
   line in either file are *missing*: back to ``retry`` without spending an attempt.

@@ -100,6 +100,7 @@ def parse_input_file(content: bytes, *, endpoint: str, max_requests: int) -> Par
 def _check_line(
     raw: bytes, number: int, *, endpoint: str, seen: set[str], out: ParsedInput
 ) -> dict[str, Any] | None:
+    """One line's finding, or ``None`` with the request appended to ``out``."""
     try:
         item = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -110,6 +111,19 @@ def _check_line(
             f"Line {number} is not a valid JSON object.",
             line=number,
         )
+    problem = _request_problem(item, number, endpoint=endpoint)
+    if problem is not None:
+        return problem
+    custom_id: str = item["custom_id"]
+    body: dict[str, Any] = item["body"]
+    problem = _cross_line_problem(custom_id, body, number, seen=seen, out=out)
+    if problem is None:
+        out.requests.append(BatchRequest(line=number, custom_id=custom_id, body=body))
+    return problem
+
+
+def _request_problem(item: dict[str, Any], number: int, *, endpoint: str) -> dict[str, Any] | None:
+    """What is wrong with the request on its own: custom_id, method, url, body."""
     custom_id = item.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
         return _error(
@@ -133,14 +147,20 @@ def _check_line(
             line=number,
             param="url",
         )
-    body = item.get("body")
-    if not isinstance(body, dict):
+    if not isinstance(item.get("body"), dict):
         return _error(
             "missing_required_parameter",
             f"Line {number} has no JSON object body.",
             line=number,
             param="body",
         )
+    return None
+
+
+def _cross_line_problem(
+    custom_id: str, body: dict[str, Any], number: int, *, seen: set[str], out: ParsedInput
+) -> dict[str, Any] | None:
+    """What is wrong given the lines before: a repeated custom_id or a second model."""
     if custom_id in seen:
         return _error(
             "duplicate_custom_id",
@@ -161,7 +181,6 @@ def _check_line(
                 line=number,
                 param="body.model",
             )
-    out.requests.append(BatchRequest(line=number, custom_id=custom_id, body=body))
     return None
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from batchfsm.errors import InputFileError
 from batchfsm.jobs.input_file import Chunk, RequestLine, plan_chunks, validate_input, write_chunk
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 EMB = "/v1/embeddings"
 CHAT = "/v1/chat/completions"
 

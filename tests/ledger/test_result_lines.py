@@ -1,4 +1,5 @@
-"""Classification of output/error lines, on the real line shapes of reference §3.2-3.3."""
+"""Classification of output/error lines, on the line shapes of the output and error files
+(https://platform.openai.com/docs/guides/batch)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from batchfsm.ledger.result_lines import (
     parse_line,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 
 
 def by_id(outcomes: list[LineOutcome]) -> dict[str | None, LineOutcome]:

@@ -312,7 +312,29 @@ def _by_batch(
 ) -> list[LedgerItem]:
     """The first ``limit`` entries after ``after`` that ever belonged to the batch."""
     start = L.ledger_order(*after) if after is not None else None
+    current = _current_in_batch(calls, batch_id, start, job_id=job_id, state=state, limit=limit)
+    moved = _moved_from_batch(calls, batch_id, start, limit=limit)
+    merged: list[LedgerItem] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in heapq.merge(current, moved, key=lambda e: (e.job_id, e.custom_id)):
+        if (entry.job_id, entry.custom_id) in seen:
+            continue
+        seen.add((entry.job_id, entry.custom_id))
+        merged.append(entry)
+    # Each source gave its first `limit` after `after`, so the union's first `limit` is exact.
+    return merged[:limit]
 
+
+def _current_in_batch(
+    calls: DynamoCalls,
+    batch_id: str,
+    start: str | None,
+    *,
+    job_id: str | None,
+    state: str | None,
+    limit: int,
+) -> list[LedgerItem]:
+    """Entries whose current batch it is, from the ``ledger_by_batch`` index, in order."""
     names = {"#b": "ledger_batch"}
     values = {":b": L.s(batch_id)}
     key = "#b = :b"
@@ -335,37 +357,32 @@ def _by_batch(
     }
     if filters:
         request["FilterExpression"] = " AND ".join(filters)
-    current = [item_to_ledger(i) for i in calls.query(limit=limit, **request)]
+    return [item_to_ledger(i) for i in calls.query(limit=limit, **request)]
 
-    m_names = {"#pk": L.PK}
-    m_values = {":pk": L.s(f"LB#{batch_id}")}
-    m_key = "#pk = :pk"
+
+def _moved_from_batch(
+    calls: DynamoCalls, batch_id: str, start: str | None, *, limit: int
+) -> list[LedgerItem]:
+    """Entries that have moved on from the batch, found by its membership items, in order."""
+    names = {"#pk": L.PK}
+    values = {":pk": L.s(f"LB#{batch_id}")}
+    key = "#pk = :pk"
     if start is not None:
-        m_key += " AND #sk > :after"
-        m_names["#sk"], m_values[":after"] = L.SK, L.s(start)
+        key += " AND #sk > :after"
+        names["#sk"], values[":after"] = L.SK, L.s(start)
     members = list(
         calls.query(
             limit=limit,
-            KeyConditionExpression=m_key,
+            KeyConditionExpression=key,
             Limit=limit,
-            ExpressionAttributeNames=m_names,
-            ExpressionAttributeValues=m_values,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
             ConsistentRead=True,
         )
     )
     # Not filtered by job or state here: the base filters every page again, and a source
     # cut short by a filter could hide an entry that belongs in this page.
     keys = [L.ledger_entry_key(m["job_id"]["S"], m["custom_id"]["S"]) for m in members]
-    moved = sorted(
+    return sorted(
         (item_to_ledger(i) for i in calls.batch_get(keys)), key=lambda e: (e.job_id, e.custom_id)
     )
-
-    merged: list[LedgerItem] = []
-    seen: set[tuple[str, str]] = set()
-    for entry in heapq.merge(current, moved, key=lambda e: (e.job_id, e.custom_id)):
-        if (entry.job_id, entry.custom_id) in seen:
-            continue
-        seen.add((entry.job_id, entry.custom_id))
-        merged.append(entry)
-    # Each source gave its first `limit` after `after`, so the union's first `limit` is exact.
-    return merged[:limit]
