@@ -27,10 +27,6 @@ class Graph:
     def undocumented_count(self, path: Path) -> int:
         return sum(self.edges[(a, b)].undocumented for a, b in pairwise(path))
 
-    def is_ancestor(self, state: BatchStatus, of: BatchStatus) -> bool:
-        """Whether ``of`` can be reached from ``state`` (so ``state`` came earlier)."""
-        return of in self.reachable[state]
-
 
 def build_graph(edges: Iterable[Edge] = EDGES) -> Graph:
     table: dict[tuple[BatchStatus, BatchStatus], Edge] = {}

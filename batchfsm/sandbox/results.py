@@ -2,9 +2,9 @@
 
 Bodies derive from the request (an embedding vector is seeded by a hash of the model and
 the text), so a test can predict the exact bytes and a re-run gives the same file. The
-three line shapes follow the reference (§3.2, §3.3): a success, an HTTP failure (``error``
-null, details in ``response.body.error``) and a never-ran failure (``response`` null,
-``error.code`` such as ``batch_expired``).
+three line shapes are the API's (https://platform.openai.com/docs/guides/batch): a
+success, an HTTP failure (``error`` null, details in ``response.body.error``) and a
+never-ran failure (``response`` null, ``error.code`` such as ``batch_expired``).
 """
 
 from __future__ import annotations

@@ -232,9 +232,6 @@ class DynamoCalls:
         """Every item of a Query (following LastEvaluatedKey), at most ``limit``."""
         yield from self._paged("query", limit, kwargs)
 
-    def scan(self, **kwargs: Any) -> Iterator[Item]:
-        yield from self._paged("scan", None, kwargs)
-
     def _paged(self, operation: str, limit: int | None, kwargs: dict[str, Any]) -> Iterator[Item]:
         seen = 0
         request = {"TableName": self.table, **kwargs}
