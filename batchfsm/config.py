@@ -1,22 +1,66 @@
-"""Settings, read from the environment in one place (the composition roots call it)."""
+"""Settings: every variable batchfsm takes from the environment, parsed in one place.
+
+The composition roots (the CLI through :mod:`batchfsm.wiring`, the Lambda through
+:class:`~batchfsm.aws.app.LambdaApp`) call :meth:`Settings.from_env` once and hand the
+frozen result down. Nothing else in batchfsm reads the environment, so a variable means
+the same to every command and to the Lambda, and a bad value is refused once, with a
+message that names the variable. (For the CLI, the ``openai`` client still reads
+``OPENAI_API_KEY``/``OPENAI_BASE_URL`` itself, by its own conventions.)
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
 
 from batchfsm.errors import ConfigError
 
-__all__ = ["DEFAULT_RESULTS_DIR", "DEFAULT_STORE_URL", "ConfigError", "Settings"]
+__all__ = ["DEFAULT_RESULTS_DIR", "DEFAULT_STORE_URL", "ENV_VARS", "ConfigError", "Settings"]
 
 DEFAULT_STORE_URL = "sqlite:///batchfsm.db"
+"""A file in the working directory: commands run from one directory share their store."""
 DEFAULT_RESULTS_DIR = Path("batchfsm-results")
+
+ENV_VARS: Mapping[str, str] = MappingProxyType(
+    {
+        "store_url": "BATCHFSM_STORE",
+        "results_dir": "BATCHFSM_RESULTS_DIR",
+        "max_attempts": "BATCHFSM_MAX_ATTEMPTS",
+        "warn_after_hours": "BATCHFSM_WARN_AFTER_HOURS",
+        "finalizing_alert_minutes": "BATCHFSM_FINALIZING_ALERT_MINUTES",
+        "cancelling_alert_minutes": "BATCHFSM_CANCELLING_ALERT_MINUTES",
+        "lease_seconds": "BATCHFSM_LEASE_SECONDS",
+        "poll_interval": "BATCHFSM_POLL_INTERVAL",
+        "backoff_base": "BATCHFSM_RETRY_BACKOFF_BASE",
+        "backoff_cap": "BATCHFSM_RETRY_BACKOFF_CAP",
+        "table": "BATCHFSM_TABLE",
+        "results_location": "BATCHFSM_RESULTS",
+        "workdir": "BATCHFSM_WORKDIR",
+        "openai_api_key": "OPENAI_API_KEY",
+        "openai_key_secret_arn": "BATCHFSM_OPENAI_KEY_SECRET_ARN",
+        "openai_base_url": "OPENAI_BASE_URL",
+    }
+)
+"""The variable each :class:`Settings` field is read from (field name -> variable)."""
+
+_LISTS = frozenset({"warn_after_hours"})
+"""Fields whose variable holds a comma-separated list."""
+_SECRETS = frozenset({"openai_api_key"})
+"""Fields whose value an error message must never repeat."""
 
 
 class Settings(BaseModel):
+    """What batchfsm can be configured with; see :data:`ENV_VARS` for the variables.
+
+    The fields after ``backoff_cap`` are the Lambda's: the CLI takes its store and results
+    directory as options and leaves the key to the ``openai`` client.
+    """
+
     model_config = ConfigDict(frozen=True)
 
     store_url: str = DEFAULT_STORE_URL
@@ -28,36 +72,64 @@ class Settings(BaseModel):
     cancelling_alert_minutes: float = 10.0
     lease_seconds: float = Field(default=300.0, gt=0)
     poll_interval: float = Field(default=30.0, gt=0)
-    backoff_base: float = Field(default=60.0, ge=0)
+    backoff_base: float = Field(default=60.0, ge=0, allow_inf_nan=False)
     """Seconds queue-full items wait before auto-retry resends them (first failure)..."""
-    backoff_cap: float = Field(default=1800.0, ge=0)
+    backoff_cap: float = Field(default=1800.0, ge=0, allow_inf_nan=False)
     """...doubling with each further queue-full failure, up to this many seconds."""
+
+    table: str | None = None
+    """A DynamoDB table name: a shorter ``dynamodb://TABLE``, which the function's clients
+    then share one botocore session with (set it or ``store_url``, not both)."""
+    results_location: str | None = None
+    """``s3://bucket/prefix`` or a directory; unset: :attr:`results_dir`."""
+    workdir: Path | None = None
+    """Scratch space for downloads; unset: ``batchfsm`` in the system's temporary directory."""
+    openai_api_key: SecretStr | None = None
+    """Wins over the secret, so a local run needs no AWS; ``SecretStr`` keeps it out of
+    ``repr()`` and so out of any log that prints the settings."""
+    openai_key_secret_arn: str | None = None
+    """A Secrets Manager secret holding the key, fetched once per container."""
+    openai_base_url: str | None = None
+    """An OpenAI-compatible server (or ``batchfsm sandbox``); unset: the client's default."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``environ`` (default ``os.environ``), then ``overrides``.
+
+        A variable that is unset or blank leaves its default; surrounding spaces are
+        dropped. An override of None (an option not given) leaves the environment's value.
+
+        :raises ConfigError: naming each variable (or override) whose value is unusable;
+            the API key's value is never repeated.
+        """
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        mapping = {
-            "BATCHFSM_STORE": "store_url",
-            "BATCHFSM_RESULTS_DIR": "results_dir",
-            "BATCHFSM_MAX_ATTEMPTS": "max_attempts",
-            "BATCHFSM_FINALIZING_ALERT_MINUTES": "finalizing_alert_minutes",
-            "BATCHFSM_CANCELLING_ALERT_MINUTES": "cancelling_alert_minutes",
-            "BATCHFSM_LEASE_SECONDS": "lease_seconds",
-            "BATCHFSM_POLL_INTERVAL": "poll_interval",
-            "BATCHFSM_RETRY_BACKOFF_BASE": "backoff_base",
-            "BATCHFSM_RETRY_BACKOFF_CAP": "backoff_cap",
+        from_env: dict[str, str] = {}
+        for name, var in ENV_VARS.items():
+            raw = env.get(var, "").strip()
+            if raw:
+                from_env[name] = raw
+        values: dict[str, object] = {
+            name: tuple(p for p in raw.split(",") if p.strip()) if name in _LISTS else raw
+            for name, raw in from_env.items()
         }
-        for var, name in mapping.items():
-            if env.get(var):
-                values[name] = env[var]
-        if env.get("BATCHFSM_WARN_AFTER_HOURS"):
-            values["warn_after_hours"] = tuple(
-                part for part in env["BATCHFSM_WARN_AFTER_HOURS"].split(",") if part.strip()
-            )
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        given = {name: value for name, value in overrides.items() if value is not None}
+        values.update(given)
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ConfigError(f"setting {first['loc'][0]}: {first['msg']}") from exc
+            # Not chained: pydantic's message repeats every input, the key's included.
+            sources = {**from_env, **given}
+            problems = [_problem(error, sources, given) for error in exc.errors()]
+            raise ConfigError("; ".join(problems)) from None
+
+
+def _problem(
+    error: ErrorDetails, sources: Mapping[str, object], given: Mapping[str, object]
+) -> str:
+    """One validation error, named as the user wrote it: the variable (or the override's
+    name) and the value as given, not the field name and the half-parsed value."""
+    name = str(error["loc"][0]) if error["loc"] else ""
+    label = f"setting {name}" if name in given or name not in ENV_VARS else ENV_VARS[name]
+    if name in _SECRETS or name not in sources:
+        return f"{label}: {error['msg']}"
+    return f"{label}={sources[name]!r}: {error['msg']}"

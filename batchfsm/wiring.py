@@ -5,9 +5,10 @@ The CLI, the demo and the Lambda entry point build the same object graph from
 pieces load lazily: the gateway (and with it ``openai``) only when a command talks to
 the API, the DynamoDB store (boto3) only for a ``dynamodb://`` URL.
 
-The OpenAI key is read by the ``openai`` client itself (``OPENAI_API_KEY``, and
-``OPENAI_BASE_URL`` for a compatible server or the sandbox); batchfsm never stores,
-logs or prints it.
+For the CLI the OpenAI key is read by the ``openai`` client itself (``OPENAI_API_KEY``,
+and ``OPENAI_BASE_URL`` for a compatible server or the sandbox), by its own conventions;
+the Lambda passes the one its settings hold (see :mod:`batchfsm.aws.secrets`). batchfsm
+never logs or prints it.
 """
 
 from __future__ import annotations

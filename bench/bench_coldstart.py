@@ -153,7 +153,7 @@ def _stand_ins(runs: int) -> Iterator[list[tuple[dict[str, str], str]]]:
     from moto.server import ThreadedMotoServer
 
     import batchfsm
-    from batchfsm.aws.lambda_app import LambdaApp
+    from batchfsm.aws.app import LambdaApp
     from batchfsm.jobs.submit import submit_job
     from batchfsm.persistence.dynamodb.store import DynamoDBJobStore
     from batchfsm.ports import FrozenClock

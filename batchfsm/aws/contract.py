@@ -1,10 +1,10 @@
 """The action contract between the poll Lambda and the Step Functions state machine.
 
-The original design (reference §6) had a Lambda return an ``action`` that Choice states
-route on. This module is that contract, written once and derived from the lifecycle
-spec, so :mod:`batchfsm.aws.lambda_app` (which answers with it) and
-:mod:`batchfsm.aws.stepfunctions` (which routes on it) cannot drift apart. It is pure: no
-clock, store or network.
+The Lambda does the polling and the state machine only routes: each answer carries an
+``action`` that the machine's Choice states branch on. This module is that contract,
+written once and derived from the lifecycle spec, so :mod:`batchfsm.aws.lambda_app`
+(which answers with it) and :mod:`batchfsm.aws.stepfunctions` (which routes on it)
+cannot drift apart. It is pure: no clock, store or network.
 
 Actions, from the batch's state (:data:`~batchfsm.fsm.spec.TERMINAL` decides which
 states are final):

@@ -1,9 +1,9 @@
-"""The OpenAI API key for the Lambda: from the environment or AWS Secrets Manager.
+"""The OpenAI API key for the Lambda: from its settings or AWS Secrets Manager.
 
 ``OPENAI_API_KEY`` wins when set (local runs, tests). Otherwise
 ``BATCHFSM_OPENAI_KEY_SECRET_ARN`` names a Secrets Manager secret whose ``SecretString``
 is either the bare key or a JSON object with an ``OPENAI_API_KEY`` (or ``api_key``)
-field. The caller (:class:`batchfsm.aws.lambda_app.LambdaApp`) fetches it once per container.
+field. The caller (:class:`batchfsm.aws.app.LambdaApp`) fetches it once per container.
 
 The key's value never appears in a message, a log record or a chained exception: the
 errors below name the secret's ARN (not secret) and the AWS error code only.
@@ -12,35 +12,30 @@ errors below name the secret's ARN (not secret) and the AWS error code only.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from batchfsm.config import ConfigError
+from batchfsm.config import ENV_VARS, ConfigError, Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
 
-__all__ = ["KEY_ENV", "SECRET_ARN_ENV", "resolve_api_key"]
+__all__ = ["resolve_api_key"]
 
-KEY_ENV = "OPENAI_API_KEY"
-SECRET_ARN_ENV = "BATCHFSM_OPENAI_KEY_SECRET_ARN"  # noqa: S105 - a variable name
 _JSON_FIELDS = ("OPENAI_API_KEY", "api_key")
 
 
-def resolve_api_key(
-    environ: Mapping[str, str], *, client: SecretsManagerClient | Any | None = None
-) -> str:
+def resolve_api_key(settings: Settings, *, client: SecretsManagerClient | Any | None = None) -> str:
     """The API key; ``client`` is a Secrets Manager client (built lazily if None).
 
     :raises ConfigError: neither variable is set, the secret cannot be read, or it holds
         no usable key.
     """
-    key = environ.get(KEY_ENV, "").strip()
-    if key:
-        return key
-    arn = environ.get(SECRET_ARN_ENV, "").strip()
+    if settings.openai_api_key is not None:
+        return settings.openai_api_key.get_secret_value()
+    arn = settings.openai_key_secret_arn
     if not arn:
-        raise ConfigError(f"set {KEY_ENV} or {SECRET_ARN_ENV} (a Secrets Manager secret ARN)")
+        key_var, arn_var = ENV_VARS["openai_api_key"], ENV_VARS["openai_key_secret_arn"]
+        raise ConfigError(f"set {key_var} or {arn_var} (a Secrets Manager secret ARN)")
     if client is None:
         from batchfsm.persistence.botocore_clients import make_client
 

@@ -1,6 +1,6 @@
 """Where batch state lives: the store contract, its backends and URL selection.
 
-``open_store(url)`` picks a backend from a URL (``sqlite:///batchfsm.db`` by default).
+``open_store(url)`` picks a backend from a URL (callers pass ``Settings.store_url``).
 Backends are imported on first use: the embedded stores use only the standard library;
 the DynamoDB store, and with it boto3, is imported only when a ``dynamodb://`` URL is
 opened, and a DynamoDB poller (the Lambda) never loads ``sqlite3``.
@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from batchfsm.persistence.base import BaseJobStore, JobStore
-from batchfsm.persistence.url import default_store_url, open_store
+from batchfsm.persistence.url import open_store
 
 if TYPE_CHECKING:
     from batchfsm.persistence.memory import MemoryJobStore
@@ -23,7 +23,6 @@ __all__ = [
     "JobStore",
     "MemoryJobStore",
     "SQLiteJobStore",
-    "default_store_url",
     "open_store",
 ]
 

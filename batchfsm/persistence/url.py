@@ -1,4 +1,4 @@
-"""Choosing a store from one URL string (``--store``, ``BATCHFSM_STORE``).
+"""Choosing a store from one URL string.
 
 =====================================  ==============================================
 ``sqlite:///relative/path.db``         a file relative to the working directory
@@ -8,38 +8,28 @@
 ``dynamodb://TABLE?region=R&...``      :class:`DynamoDBJobStore` (needs ``batchfsm[aws]``)
 =====================================  ==============================================
 
-The default is ``sqlite:///batchfsm.db``: a file named ``batchfsm.db`` in the working
-directory of the process, so two commands run from the same directory share it.
+The URL is always the caller's: a command or the Lambda passes
+:attr:`Settings.store_url <batchfsm.config.Settings.store_url>` (``--store``, else
+``BATCHFSM_STORE``, else ``sqlite:///batchfsm.db``), so the environment is read in one
+place and this parser can be tested with plain strings.
 """
 
 from __future__ import annotations
 
-import os
-
 from batchfsm.errors import StoreURLError
 from batchfsm.ports import JobStore
-
-STORE_ENV = "BATCHFSM_STORE"
-DEFAULT_STORE_URL = "sqlite:///batchfsm.db"
 
 _SCHEMES = ("sqlite", "memory", "dynamodb")
 
 
-def default_store_url() -> str:
-    """``$BATCHFSM_STORE`` if set and not blank, else ``sqlite:///batchfsm.db`` (a file in
-    the working directory)."""
-    value = os.environ.get(STORE_ENV, "").strip()
-    return value or DEFAULT_STORE_URL
-
-
-def open_store(url: str | None = None) -> JobStore:
-    """The store a URL names (``None``: :func:`default_store_url`).
+def open_store(url: str) -> JobStore:
+    """The store a URL names.
 
     Opening does no I/O for the embedded stores: SQLite creates and migrates its file on
     first use. An unknown scheme or a malformed URL raises StoreURLError naming the URL,
     with any password removed.
     """
-    url = default_store_url() if url is None else url.strip()
+    url = url.strip()
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in _SCHEMES:

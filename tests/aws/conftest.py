@@ -17,7 +17,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from batchfsm.aws.lambda_app import LambdaApp
+from batchfsm.aws.app import LambdaApp
 from batchfsm.ports import FrozenClock
 from batchfsm.sandbox import Scenario
 from batchfsm.sandbox.server import RunningSandbox, running_sandbox

@@ -11,12 +11,14 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from batchfsm.aws.secrets import KEY_ENV, SECRET_ARN_ENV
+from batchfsm.config import ENV_VARS
 from batchfsm.sandbox import Fate, Phases, Scenario
 from tests.aws.conftest import Deployment
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
+
+KEY_ENV, SECRET_ARN_ENV = ENV_VARS["openai_api_key"], ENV_VARS["openai_key_secret_arn"]
 
 NEVER_ON_THE_POLL_PATH = (
     "boto3",

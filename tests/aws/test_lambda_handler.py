@@ -17,7 +17,7 @@ import pytest
 from batchfsm import aws
 from batchfsm.aws.contract import CONTRACT_FIELDS
 from batchfsm.aws.secrets import resolve_api_key
-from batchfsm.config import ConfigError
+from batchfsm.config import ConfigError, Settings
 from batchfsm.sandbox import Fate, Phases, Scenario
 from batchfsm.sandbox.server import running_sandbox
 from tests.aws.conftest import Deployment
@@ -147,20 +147,24 @@ def test_a_secret_without_a_key_is_a_clear_error(secrets: SecretsManagerClient) 
     arn = secrets.create_secret(Name="batchfsm-empty-json", SecretString='{"other": "x"}')["ARN"]
     env = {"BATCHFSM_OPENAI_KEY_SECRET_ARN": arn}
     with pytest.raises(ConfigError, match="OPENAI_API_KEY or api_key"):
-        resolve_api_key(env, client=secrets)
+        resolve_api_key(Settings.from_env(env), client=secrets)
     missing = arn + "-gone"
     with pytest.raises(ConfigError, match="ResourceNotFoundException") as info:
-        resolve_api_key({"BATCHFSM_OPENAI_KEY_SECRET_ARN": missing}, client=secrets)
+        resolve_api_key(
+            Settings.from_env({"BATCHFSM_OPENAI_KEY_SECRET_ARN": missing}), client=secrets
+        )
     assert missing in str(info.value)
     with pytest.raises(ConfigError, match="BATCHFSM_OPENAI_KEY_SECRET_ARN"):
-        resolve_api_key({})
+        resolve_api_key(Settings.from_env({}))
 
 
 def test_a_bare_secret_string_is_the_key(secrets: SecretsManagerClient) -> None:
     arn = secrets.create_secret(Name="batchfsm-bare", SecretString=f"  {KEY}\n")["ARN"]
-    assert resolve_api_key({"BATCHFSM_OPENAI_KEY_SECRET_ARN": arn}, client=secrets) == KEY
+    env = Settings.from_env({"BATCHFSM_OPENAI_KEY_SECRET_ARN": arn})
+    assert resolve_api_key(env, client=secrets) == KEY
     # The environment wins, so a local run needs no AWS at all.
-    assert resolve_api_key({"OPENAI_API_KEY": "sk-env"}, client=None) == "sk-env"
+    local = Settings.from_env({"OPENAI_API_KEY": "sk-env"})
+    assert resolve_api_key(local, client=None) == "sk-env"
 
 
 def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
@@ -172,6 +176,20 @@ def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
     backoff = aws.LambdaApp({"BATCHFSM_RETRY_BACKOFF_BASE": "soon"})
     with pytest.raises(ConfigError, match="BATCHFSM_RETRY_BACKOFF_BASE"):
         backoff.backoff()
+
+
+def test_the_settings_are_parsed_once_or_taken_ready_made(tmp_path: Path) -> None:
+    app = aws.LambdaApp({"BATCHFSM_TABLE": "jobs", "BATCHFSM_RETRY_BACKOFF_CAP": "90"})
+    assert app.settings is app.settings
+    assert app.settings.store_url == "dynamodb://jobs"  # the table, as a store URL
+    assert app.backoff().cap == 90.0
+    ready = Settings.from_env({"BATCHFSM_STORE": "memory://", "BATCHFSM_RETRY_BACKOFF_BASE": "5"})
+    given = aws.LambdaApp({"BATCHFSM_RETRY_BACKOFF_BASE": "soon"}, settings=ready)
+    assert given.settings is ready  # the mapping is not read at all
+    assert given.backoff().base == 5.0
+    both = aws.LambdaApp(settings=Settings(store_url="memory://", table="jobs"))
+    with pytest.raises(ConfigError, match="BATCHFSM_STORE or BATCHFSM_TABLE"):
+        both.settings  # noqa: B018
 
 
 def test_a_cold_start_whose_build_fails_says_why_and_the_next_invocation_builds(

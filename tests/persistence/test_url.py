@@ -7,14 +7,9 @@ import pathlib
 
 import pytest
 
+from batchfsm.config import Settings
 from batchfsm.errors import StoreURLError
-from batchfsm.persistence import (
-    JobStore,
-    MemoryJobStore,
-    SQLiteJobStore,
-    default_store_url,
-    open_store,
-)
+from batchfsm.persistence import JobStore, MemoryJobStore, SQLiteJobStore, open_store
 from batchfsm.persistence.url import redact_url, sqlite_path
 
 
@@ -84,14 +79,26 @@ def test_redact_url_keeps_passwordless_urls_as_they_are() -> None:
 
 
 def test_default_store_url_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    def default_store_url() -> str:
+        return Settings.from_env().store_url
+
     monkeypatch.delenv("BATCHFSM_STORE", raising=False)
     assert default_store_url() == "sqlite:///batchfsm.db"
     monkeypatch.setenv("BATCHFSM_STORE", "   ")
     assert default_store_url() == "sqlite:///batchfsm.db"
     monkeypatch.setenv("BATCHFSM_STORE", "memory://")
     assert default_store_url() == "memory://"
-    assert isinstance(open_store(), MemoryJobStore)
+    assert isinstance(open_store(default_store_url()), MemoryJobStore)
     assert os.environ["BATCHFSM_STORE"] == "memory://"
+
+
+def test_the_parser_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCHFSM_STORE", "memory://")
+    store = open_store("sqlite://:memory:")
+    assert isinstance(store, SQLiteJobStore)
+    store.close()
+    with pytest.raises(TypeError):
+        open_store()  # type: ignore[call-arg]  # no URL is no store, not $BATCHFSM_STORE
 
 
 def test_memory_url_takes_no_path() -> None:
