@@ -1,10 +1,11 @@
-"""``batchfsm stepfunctions``: the Amazon States Language definition of the poll workflow.
+"""The Amazon States Language definition of the poll workflow, generated from the spec.
 
 Generated, never hand-edited: the Choice rules come from the action contract
 (:mod:`batchfsm.aws.contract`), which is derived from the lifecycle spec
 (:data:`~batchfsm.fsm.spec.TERMINAL`), so a change of either shows up here and the
 committed copy ``deploy/statemachine.asl.json`` fails its staleness test until it is
-regenerated (``batchfsm stepfunctions -o deploy/statemachine.asl.json``).
+regenerated (``batchfsm stepfunctions -o deploy/statemachine.asl.json``; the command is
+:mod:`batchfsm.cli.stepfunctions`, this module only builds the text and does no I/O).
 
 The workflow (input ``{"batch_id"}``, ``{"job_id"}`` or ``{}``)::
 
@@ -28,15 +29,12 @@ transient errors with backoff, and catch everything else into ``PollFailed``.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from batchfsm.aws.contract import ACTIONS, CONTRACT_FIELDS, actions_by_status
 
-__all__ = ["FUNCTION_ARN", "add_parser", "definition", "render", "run"]
+__all__ = ["FUNCTION_ARN", "definition", "render"]
 
 FUNCTION_ARN = "${PollFunctionArn}"
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
@@ -273,46 +271,3 @@ def _task(
 def render() -> str:
     """The definition as the committed file holds it: sorted keys, two-space indent."""
     return json.dumps(definition(), indent=2, sort_keys=True) + "\n"
-
-
-# -- the CLI command ----------------------------------------------------------------------------
-
-
-def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "stepfunctions",
-        help="print the Step Functions (ASL) definition of the poll workflow",
-        description=(
-            "Print the Amazon States Language definition that drives batchfsm's Lambda "
-            "(see deploy/README.md). ${PollFunctionArn} is left for DefinitionSubstitutions."
-        ),
-    )
-    parser.add_argument("-o", "--output", type=Path, help="write to FILE instead of stdout")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="with -o: exit 1 if FILE differs from what would be written (CI staleness check)",
-    )
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    text = render()
-    if args.output is None:
-        if args.check:
-            print("batchfsm stepfunctions: --check needs -o FILE", file=sys.stderr)
-            return 2
-        sys.stdout.write(text)
-        return 0
-    path = Path(args.output)
-    if args.check:
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current != text:
-            print(f"{path} is stale: run `batchfsm stepfunctions -o {path}`", file=sys.stderr)
-            return 1
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)  # never a half-written definition
-    return 0

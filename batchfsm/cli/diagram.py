@@ -157,9 +157,10 @@ def _batch_paths(
     opened = None
     if store is None:
         # Imported here: drawing the plain lifecycle must not need any store code.
+        from batchfsm.config import Settings
         from batchfsm.persistence import open_store
 
-        opened = store = open_store(url)
+        opened = store = open_store(Settings.from_env(store_url=url).store_url)
     try:
         edges: set[tuple[BatchStatus, BatchStatus]] = set()
         current: set[BatchStatus] = set()

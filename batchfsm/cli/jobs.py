@@ -3,7 +3,7 @@
 The logic lives in :mod:`batchfsm.jobs.submit`, :mod:`batchfsm.poller`, :mod:`batchfsm.jobs.retry`
 and :mod:`batchfsm.jobs.cancel`; the object graph comes from :mod:`batchfsm.wiring`.
 ``submit``, ``poll`` and ``retry`` first close submit intents a crashed run left open
-(:func:`~batchfsm.jobs.intents.reconcile_intents`).
+(:func:`~batchfsm.jobs.reconcile.reconcile_intents`).
 
 JSON shapes (``--json``): :mod:`batchfsm.cli.views`.
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from batchfsm.cli.output import print_json, print_table
+from batchfsm.cli.store import add_store_option
 from batchfsm.cli.views import (
     item_json,
     poll_summary_json,
@@ -58,8 +59,11 @@ def _positive_int(text: str) -> int:
 
 
 def add_parsers(subparsers: Any) -> None:
-    from batchfsm.cli.store import add_store_option
+    for add in (_add_submit, _add_poll, _add_retry, _add_cancel, _add_items):
+        add(subparsers)
 
+
+def _add_submit(subparsers: Any) -> None:
     submit = subparsers.add_parser("submit", help="validate a JSONL request file and send it")
     submit.add_argument("file", type=Path, help="the JSONL request file")
     submit.add_argument("--endpoint", required=True, choices=sorted(ENDPOINTS))
@@ -83,6 +87,8 @@ def add_parsers(subparsers: Any) -> None:
     add_store_option(submit)
     submit.set_defaults(func=run_submit)
 
+
+def _add_poll(subparsers: Any) -> None:
     poll = subparsers.add_parser("poll", help="poll every tracked batch and run what it owes")
     mode = poll.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one cycle, then exit")
@@ -124,6 +130,8 @@ def add_parsers(subparsers: Any) -> None:
     add_store_option(poll)
     poll.set_defaults(func=run_poll)
 
+
+def _add_retry(subparsers: Any) -> None:
     retry = subparsers.add_parser("retry", help="send the items waiting in retry as new batches")
     retry.add_argument("--job", default=None, help="only this job (default: every job)")
     _max_requests_option(retry)
@@ -131,12 +139,16 @@ def add_parsers(subparsers: Any) -> None:
     add_store_option(retry)
     retry.set_defaults(func=run_retry)
 
+
+def _add_cancel(subparsers: Any) -> None:
     cancel = subparsers.add_parser("cancel", help="ask the API to cancel a batch")
     cancel.add_argument("batch_id")
     cancel.add_argument("--json", action="store_true")
     add_store_option(cancel)
     cancel.set_defaults(func=run_cancel)
 
+
+def _add_items(subparsers: Any) -> None:
     items = subparsers.add_parser("items", help="the per-request ledger")
     items.add_argument("--job", default=None)
     items.add_argument("--batch", default=None)
@@ -181,13 +193,14 @@ def _metadata(pairs: list[str]) -> dict[str, str]:
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    from batchfsm.jobs.intents import reconcile_intents
+    from batchfsm.jobs.intents import Intents
+    from batchfsm.jobs.reconcile import reconcile_intents
     from batchfsm.jobs.submit import submit_job
     from batchfsm.wiring import runtime_from_args
 
     metadata = _metadata(args.metadata)
     with runtime_from_args(args) as runtime:
-        reconcile_intents(runtime.tracker)
+        reconcile_intents(Intents.of(runtime.tracker))
         result = submit_job(
             runtime.tracker,
             args.file,
@@ -271,12 +284,13 @@ def run_poll(args: argparse.Namespace) -> int:
 
 
 def run_retry(args: argparse.Namespace) -> int:
-    from batchfsm.jobs.intents import reconcile_intents
+    from batchfsm.jobs.intents import Intents
+    from batchfsm.jobs.reconcile import reconcile_intents
     from batchfsm.jobs.retry import retry_items
     from batchfsm.wiring import runtime_from_args
 
     with runtime_from_args(args) as runtime:
-        reconcile_intents(runtime.tracker, job_id=args.job)
+        reconcile_intents(Intents.of(runtime.tracker), job_id=args.job)
         result = retry_items(runtime.tracker, job_id=args.job, limits=_limits(args))
         data = retry_json(runtime.store, result)
     if args.json:
@@ -307,9 +321,10 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 
 def run_items(args: argparse.Namespace) -> int:
+    from batchfsm.config import Settings
     from batchfsm.persistence import open_store
 
-    store = open_store(args.store)
+    store = open_store(Settings.from_env(store_url=args.store).store_url)
     try:
         state = ItemState(args.state) if args.state else None
         rows = [item_json(e) for e in store.iter_ledger(args.job, batch_id=args.batch, state=state)]

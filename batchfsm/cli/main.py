@@ -1,8 +1,16 @@
-"""The ``batchfsm`` command: parsing and error handling only.
+"""The ``batchfsm`` command: the parser, error handling and logging set-up only.
 
-Each command's body lives beside its logic (``*_command.py`` modules); this module
-wires them up, turns library errors into a message and an exit code, and is the only
-place (with the other composition roots) that configures logging.
+``cli/`` is the top layer: its modules may import anything in ``batchfsm`` (the library,
+``aws``, ``demo``), and nothing in the library imports them, so a command's options and
+printing can change without the library noticing (only the demo, a top layer too,
+borrows :mod:`~batchfsm.cli.progress`).
+
+Each command group has its own module here (``jobs``, ``store``, ``replay``,
+``diagram``, ``sandbox``, ``demo``, ``stepfunctions``) holding its sub-parsers and its
+``run`` functions; every ``--json`` shape is in :mod:`~batchfsm.cli.views`. This module
+wires the groups up, turns library errors into a message and an exit code (0 ok, 1 an
+API or store failure, 2 bad input), and is the only place (with the other composition
+roots) that configures logging.
 """
 
 from __future__ import annotations
@@ -12,9 +20,9 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from typing import TextIO
 
-from batchfsm import __version__
 from batchfsm.errors import (
     BatchFSMError,
     InputFileError,
@@ -43,7 +51,7 @@ def main_parser() -> argparse.ArgumentParser:
         prog="batchfsm",
         description="Run OpenAI Batch API jobs without losing work.",
     )
-    parser.add_argument("--version", action="version", version=f"batchfsm {__version__}")
+    parser.add_argument("--version", action="version", version=f"batchfsm {_version()}")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
     )
@@ -54,11 +62,20 @@ def main_parser() -> argparse.ArgumentParser:
     for module_name in (
         "batchfsm.cli.sandbox",
         "batchfsm.cli.jobs",
-        "batchfsm.demo.run",
-        "batchfsm.aws.stepfunctions",
+        "batchfsm.cli.demo",
+        "batchfsm.cli.stepfunctions",
     ):
         _add_optional(sub, module_name)
     return parser
+
+
+def _version() -> str:
+    """The installed version (pyproject.toml's); read from the distribution's metadata
+    because the package face (``batchfsm.__version__``) sits above this layer."""
+    try:
+        return version("batchfsm")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "(not installed)"
 
 
 def _add_optional(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:

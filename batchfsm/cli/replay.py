@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from batchfsm.cli.output import print_json, print_table
+from batchfsm.cli.views import replay_json
 from batchfsm.fsm.history_file import read_history
 from batchfsm.fsm.replay import ReplayResult, replay
 
@@ -59,7 +60,7 @@ def show(result: ReplayResult, *, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     result = replay_file(args.file)
     if args.json:
-        print_json(result.to_json())
+        print_json(replay_json(result))
     else:
         show(result, name=str(args.file))
     return 0

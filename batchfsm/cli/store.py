@@ -7,6 +7,7 @@ from typing import Any
 
 from batchfsm.cli.output import print_json, print_table
 from batchfsm.cli.views import history_json, record_json
+from batchfsm.config import Settings
 from batchfsm.persistence import open_store
 
 
@@ -37,7 +38,7 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    store = open_store(Settings.from_env(store_url=args.store).store_url)
     try:
         store.init()
         print(f"store ready: {store.url}")
@@ -47,7 +48,7 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    store = open_store(Settings.from_env(store_url=args.store).store_url)
     try:
         records = store.list_batches()
     finally:
@@ -81,7 +82,7 @@ def _counts(counts: dict[str, int] | None) -> str:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    store = open_store(Settings.from_env(store_url=args.store).store_url)
     try:
         store.load(args.batch_id)
         entries = store.history(args.batch_id)

@@ -1,8 +1,9 @@
 """Every ``--json`` shape the command line prints, in one place.
 
 The library returns typed results (records, ledger entries, :class:`SubmitResult`,
-:class:`RetryResult`, :class:`PollSummary`); this module is the only one that turns
-them into the documented JSON, so a shape is changed (and reviewed) here alone::
+:class:`RetryResult`, :class:`PollSummary`, :class:`ReplayResult`, the demo's
+:class:`DemoReport`); this module is the only one that turns them into the documented
+JSON, so a shape is changed (and reviewed) here alone::
 
     batchfsm status --json   {"batches": [<record>, ...]}
       <record>               {"batch_id", "job_id", "state", "version", "lost",
@@ -25,6 +26,20 @@ them into the documented JSON, so a shape is changed (and reviewed) here alone::
                                          "batches": [...], "last_error":
                                          {"code", "message", "category"} | null}]}
     batchfsm cancel --json   <record>
+    batchfsm replay --json   {"final_state", "transitions": [{"from", "to", "implied",
+                                                              "undocumented", "line"}],
+                              "rejected": [{"line", "status", "reason"}],
+                              "effects": [{"state", "handler"}]}
+    batchfsm demo --json     {"out", "store_url", "done", "cycles", "cancelled": [...],
+                              "batches": [<outcome>], "retry_batches": [...],
+                              "waiting_for_retry", "diagram": {"mermaid", "svg" | null}}
+      <outcome>              {"batch_id", "job_id", "fate", "expected_state", "state",
+                              "path": [...], "succeeded", "retry", "failed",
+                              "results": <path> | null, "parent_batch_id"}
+
+In a demo ``<outcome>``, ``retry`` counts the requests that batch handed to the retry
+round (for the retry round's own batches: those still waiting), ``failed`` those failed
+for good; ``results`` is the batch's result file, if it has one.
 
 Timestamps are ISO 8601 in UTC. A request line itself is never printed.
 """
@@ -37,7 +52,9 @@ from typing import TYPE_CHECKING, Any
 from batchfsm.fsm.models import TransitionEntry
 
 if TYPE_CHECKING:
+    from batchfsm.demo.report import BatchOutcome, DemoReport
     from batchfsm.fsm.models import BatchRecord, HistoryEntry
+    from batchfsm.fsm.replay import ReplayResult
     from batchfsm.jobs.retry import RetryResult
     from batchfsm.jobs.submit import SubmitResult
     from batchfsm.ledger.records import LedgerEntry
@@ -46,10 +63,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "batch_rows",
+    "demo_json",
     "history_json",
     "item_json",
     "poll_summary_json",
     "record_json",
+    "replay_json",
     "retry_json",
     "submit_json",
 ]
@@ -162,4 +181,56 @@ def poll_summary_json(summary: PollSummary) -> dict[str, Any]:
         "retry_batches": summary.retried,
         "retry_items": summary.retry_items,
         "errors": summary.errors,
+    }
+
+
+def replay_json(result: ReplayResult) -> dict[str, Any]:
+    """``replay --json``: the final state, every hop, rejection and owed effect."""
+    return {
+        "final_state": result.final_state.value,
+        "transitions": [
+            {
+                "from": h.source.value,
+                "to": h.dest.value,
+                "implied": h.implied,
+                "undocumented": h.undocumented,
+                "line": h.line,
+            }
+            for h in result.transitions
+        ],
+        "rejected": [
+            {"line": r.line, "status": r.status, "reason": r.reason} for r in result.rejected
+        ],
+        "effects": [{"state": e.state.value, "handler": e.handler} for e in result.effects],
+    }
+
+
+def _outcome_json(outcome: BatchOutcome) -> dict[str, Any]:
+    return {
+        "batch_id": outcome.batch_id,
+        "job_id": outcome.job_id,
+        "fate": outcome.fate,
+        "expected_state": outcome.expected_state,
+        "state": outcome.state,
+        "path": list(outcome.path),
+        "succeeded": outcome.succeeded,
+        "retry": outcome.retry,
+        "failed": outcome.failed,
+        "results": str(outcome.results) if outcome.results else None,
+        "parent_batch_id": outcome.parent_batch_id,
+    }
+
+
+def demo_json(report: DemoReport) -> dict[str, Any]:
+    """``demo --json``: what became of every batch, and where the demo left its files."""
+    return {
+        "out": str(report.out),
+        "store_url": report.store_url,
+        "done": report.done,
+        "cycles": report.cycles,
+        "cancelled": report.cancelled,
+        "batches": [_outcome_json(b) for b in report.batches],
+        "retry_batches": [b.batch_id for b in report.batches if b.parent_batch_id],
+        "waiting_for_retry": report.waiting_for_retry,
+        "diagram": {k: str(v) if v else None for k, v in report.diagrams.items()},
     }

@@ -4,8 +4,9 @@
 module only reads its results back: what became of every batch and request, from the
 store's ledger and history (:func:`collect_outcomes`), the lifecycle diagram with the
 paths taken (:func:`write_diagrams`), and the closing summary for people
-(:func:`print_summary`) or, via :meth:`DemoReport.to_json`, for ``--json``. Kept apart
-so that the claims the demo makes can be read and checked without running it.
+(:func:`print_summary`); ``--json`` prints :func:`batchfsm.cli.views.demo_json` of the
+:class:`DemoReport` instead. Kept apart so that the claims the demo makes can be read
+and checked without running it.
 
 rich and the diagram renderer are imported inside the functions that need them.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from batchfsm.ports import JobStore
@@ -39,13 +40,6 @@ class BatchOutcome:
     results: Path | None
     parent_batch_id: str | None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **self.__dict__,
-            "path": list(self.path),
-            "results": str(self.results) if self.results else None,
-        }
-
 
 @dataclass
 class DemoReport:
@@ -65,19 +59,6 @@ class DemoReport:
     def surprises(self) -> list[BatchOutcome]:
         """Batches that did not end as their fate says (the demo then exits 1)."""
         return [b for b in self.batches if b.expected_state != b.state]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "out": str(self.out),
-            "store_url": self.store_url,
-            "done": self.done,
-            "cycles": self.cycles,
-            "cancelled": self.cancelled,
-            "batches": [b.to_json() for b in self.batches],
-            "retry_batches": [b.batch_id for b in self.batches if b.parent_batch_id],
-            "waiting_for_retry": self.waiting_for_retry,
-            "diagram": {k: str(v) if v else None for k, v in self.diagrams.items()},
-        }
 
 
 def collect_outcomes(

@@ -1,138 +1,53 @@
-"""``batchfsm demo``: the whole job end to end, with no API key and no network.
+"""Run the demo: the whole job end to end, with no API key and no network.
 
-It starts the sandbox in-process (a real HTTP server on a free 127.0.0.1 port, which
-the official ``openai`` client reaches through ``base_url``), submits the five jobs of
-:mod:`batchfsm.demo.scenario`, polls them with the live progress display, cancels one
-batch while it runs, lets the recovery handlers settle every ending, sends the
-resulting retry items once (``auto_retry``), and prints what became of every request.
+:func:`run_demo` starts the sandbox in-process (a real HTTP server on a free 127.0.0.1
+port, which the official ``openai`` client reaches through ``base_url``), submits the
+five jobs of :mod:`batchfsm.demo.scenario`, polls them with the live progress display,
+cancels one batch while it runs, lets the recovery handlers settle every ending, sends
+the resulting retry items once (``auto_retry``), and reads back what became of every
+request (:mod:`batchfsm.demo.report`).
 
-The sandbox runs on a sped-up clock (``--time-scale``, sandbox seconds per real
-second) shared with the tracker, so the expiring batch really uses up its 24 h window
-and the display counts that window down, in seconds of real time.
+The sandbox runs on a sped-up clock (``time_scale``, sandbox seconds per real second)
+shared with the tracker, so the expiring batch really uses up its 24 h window and the
+display counts that window down, in seconds of real time.
 
-Everything lands under ``--out`` (default ``./batchfsm-demo``): ``store.db`` (its own
-SQLite store; the user's ``./batchfsm.db`` is never touched), ``results/``,
-``inputs/`` (the generated request files) and ``lifecycle.mmd`` (plus
-``lifecycle.svg`` when Graphviz is installed) with the paths the batches took. A
-re-run empties those first. ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` are ignored: the
-demo only ever talks to its own sandbox, with a throwaway key it never prints.
+Everything lands under ``out``: ``store.db`` (its own SQLite store; the user's
+``./batchfsm.db`` is never touched), ``results/``, ``inputs/`` (the generated request
+files) and ``lifecycle.mmd`` (plus ``lifecycle.svg`` when Graphviz is installed) with
+the paths the batches took. A re-run empties those first. ``OPENAI_BASE_URL`` and
+``OPENAI_API_KEY`` are ignored: the demo only ever talks to its own sandbox, with a
+throwaway key it never prints.
 
-``batchfsm demo --json`` prints, instead of the tables::
-
-    {"out": "batchfsm-demo", "store_url": "sqlite:///batchfsm-demo/store.db",
-     "done": true, "cycles": 15, "cancelled": ["batch_..."],
-     "batches": [{"batch_id", "job_id", "fate", "expected_state", "state",
-                  "path": ["validating", ...], "succeeded", "retry", "failed",
-                  "results": "batchfsm-demo/results/<job>/<batch>.jsonl" | null,
-                  "parent_batch_id": null | "batch_..."}],
-     "retry_batches": ["batch_..."], "waiting_for_retry": 0,
-     "diagram": {"mermaid": ".../lifecycle.mmd", "svg": ".../lifecycle.svg" | null}}
-
-Per batch, ``retry`` counts the requests that batch handed to the retry round (for the
-retry round's own batches: those still waiting), ``failed`` those failed for good.
-
-This module runs the demo; reading back and presenting what it did is
-:mod:`batchfsm.demo.report` (whose ``BatchOutcome`` and ``DemoReport`` are re-exported).
+The ``batchfsm demo`` command (options, the printed summary, exit codes) is
+:mod:`batchfsm.cli.demo`; ``BatchOutcome`` and ``DemoReport`` are re-exported here.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from batchfsm.demo.report import (
-    BatchOutcome,
-    DemoReport,
-    collect_outcomes,
-    print_summary,
-    write_diagrams,
-)
+from batchfsm.demo.report import BatchOutcome, DemoReport, collect_outcomes, write_diagrams
 
 if TYPE_CHECKING:
-    from batchfsm.poller import CycleReport
+    from batchfsm.poller import CycleReport, PollSummary
     from batchfsm.ports import Clock
     from batchfsm.tracker import Tracker
 
-__all__ = ["BatchOutcome", "DemoReport", "add_parser", "run", "run_demo"]
+__all__ = ["BatchOutcome", "DemoReport", "run_demo"]
 
-DEFAULT_OUT = Path("batchfsm-demo")
 DEFAULT_TIME_SCALE = 3 * 3600.0
 """Sandbox seconds per real second: the 24 h window passes in 8 s."""
 MIN_TIME_SCALE, MAX_TIME_SCALE = 600.0, 43_200.0
+"""Slower takes hours; faster lets batches end between two polls (the cancel misses)."""
 POLL_INTERVAL_S = 2 * 3600.0
 QUEUE_FULL_BACKOFF_S = 3 * 3600.0
 GIVE_UP_AFTER_S = 48 * 3600.0
 _SANDBOX_KEY = "sk-sandbox-demo"  # only ever sent to the in-process sandbox
-
-
-def _time_scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    # Slower takes hours; faster lets batches end between two polls (the cancel misses).
-    if not MIN_TIME_SCALE <= value <= MAX_TIME_SCALE:
-        raise argparse.ArgumentTypeError(
-            f"expected a number from {MIN_TIME_SCALE:g} to {MAX_TIME_SCALE:g}, not {text!r}"
-        )
-    return value
-
-
-def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="run the end-to-end demo against a local sandbox (no API key, no network)",
-        description="Submit five jobs to an in-process sandbox, follow their batches to "
-        "completed / failed lines / expired / failed / cancelled, retry what can be "
-        "retried, and summarise. Ignores OPENAI_API_KEY and OPENAI_BASE_URL.",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="directory for the demo's store, inputs, results and diagram; emptied of "
-        "them on each run (default ./batchfsm-demo)",
-    )
-    parser.add_argument(
-        "--time-scale",
-        type=_time_scale,
-        default=DEFAULT_TIME_SCALE,
-        metavar="X",
-        help="sandbox seconds per real second, 600 to 43200 (default %(default)g: the "
-        "24 h window passes in 8 s, the whole demo in about 10 s)",
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON summary only")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from batchfsm.cli.output import print_json
-
-    say = (lambda _text: None) if args.json else print
-    report = run_demo(
-        args.out,
-        time_scale=args.time_scale,
-        progress=sys.stderr if args.json else sys.stdout,
-        say=say,
-    )
-    if args.json:
-        print_json(report.to_json())
-    else:
-        print_summary(report)
-    for batch in report.surprises:
-        print(
-            f"batchfsm demo: {batch.fate} ended {batch.state}, expected {batch.expected_state}",
-            file=sys.stderr,
-        )
-    if not report.done:
-        print("batchfsm demo: the batches did not settle in time", file=sys.stderr)
-    return 0 if report.done and not report.surprises else 1
 
 
 def run_demo(
@@ -144,12 +59,7 @@ def run_demo(
     say: Callable[[str], object] = print,
 ) -> DemoReport:
     """Run the demo into ``out``; ``progress`` gets the poll display (live on a tty)."""
-    from batchfsm.cli.progress import make_progress
     from batchfsm.demo import scenario as script
-    from batchfsm.jobs.retry import Backoff
-    from batchfsm.jobs.submit import submit_job
-    from batchfsm.ledger.records import ItemState
-    from batchfsm.poller import Poller
     from batchfsm.sandbox import SandboxApp, World, running_sandbox
 
     script.prepare_out(out)
@@ -164,47 +74,84 @@ def run_demo(
     ):
         window = 24 * 3600 / time_scale
         say(f"sandbox on {sandbox.base_url} (24 h of batch time pass in {window:.0f} s)")
-        batch_of: dict[str, str] = {}
-        for job in script.DEMO_JOBS:
-            path = script.write_requests(job, out / "inputs")
-            submitted = submit_job(tracker, path, script.ENDPOINT, job_id=job.job_id)
-            batch_of[job.job_id] = submitted.launched[0]
-            say(
-                f"submitted {path} as {submitted.launched[0]}: {job.requests} requests, "
-                f"scripted to: {job.label}"
-            )
+        batch_of = _submit_jobs(tracker, out / "inputs", say)
         canceller = _Canceller(tracker, batch_of["demo-cancelled"], say)
-        with make_progress(progress, live=live, clock=clock) as display:
-
-            def on_cycle(report: CycleReport) -> None:
-                display.on_cycle(report)
-                canceller.on_cycle(report)
-
-            poller = Poller(
-                tracker,
-                backoff=Backoff(QUEUE_FULL_BACKOFF_S, 4 * QUEUE_FULL_BACKOFF_S),
-                clock=clock,
-                sleep=lambda seconds: time.sleep(seconds / time_scale),
-                on_cycle=on_cycle,
-            )
-            summary = poller.run(
-                until_done=True,
-                interval=POLL_INTERVAL_S,
-                timeout=GIVE_UP_AFTER_S,
-                auto_retry=True,
-            )
-        labels = {job.job_id: (job.label, job.expected.value) for job in script.DEMO_JOBS}
-        outcomes = collect_outcomes(tracker.store, out / "results", labels)
-        report = DemoReport(
-            out=out,
-            done=summary.done,
-            cycles=summary.cycles,
-            batches=outcomes,
-            cancelled=canceller.cancelled,
-            waiting_for_retry=tracker.store.count_ledger()[ItemState.RETRY],
+        summary = _poll_until_settled(
+            tracker, canceller, clock, time_scale, progress=progress, live=live
         )
-    report.diagrams = write_diagrams(out, outcomes)
+        report = _read_back(tracker, out, summary, canceller.cancelled)
+    report.diagrams = write_diagrams(out, report.batches)
     return report
+
+
+def _submit_jobs(tracker: Tracker, inputs: Path, say: Callable[[str], object]) -> dict[str, str]:
+    """Write and submit every scripted job; the first batch of each, by job id."""
+    from batchfsm.demo import scenario as script
+    from batchfsm.jobs.submit import submit_job
+
+    batch_of: dict[str, str] = {}
+    for job in script.DEMO_JOBS:
+        path = script.write_requests(job, inputs)
+        submitted = submit_job(tracker, path, script.ENDPOINT, job_id=job.job_id)
+        batch_of[job.job_id] = submitted.launched[0]
+        say(
+            f"submitted {path} as {submitted.launched[0]}: {job.requests} requests, "
+            f"scripted to: {job.label}"
+        )
+    return batch_of
+
+
+def _poll_until_settled(
+    tracker: Tracker,
+    canceller: _Canceller,
+    clock: Clock,
+    time_scale: float,
+    *,
+    progress: TextIO | None,
+    live: bool | None,
+) -> PollSummary:
+    """Poll on the sandbox clock, retrying once, until every batch has ended."""
+    from batchfsm.cli.progress import make_progress
+    from batchfsm.jobs.retry import Backoff
+    from batchfsm.poller import Poller
+
+    with make_progress(progress, live=live, clock=clock) as display:
+
+        def on_cycle(report: CycleReport) -> None:
+            display.on_cycle(report)
+            canceller.on_cycle(report)
+
+        poller = Poller(
+            tracker,
+            backoff=Backoff(QUEUE_FULL_BACKOFF_S, 4 * QUEUE_FULL_BACKOFF_S),
+            clock=clock,
+            sleep=lambda seconds: time.sleep(seconds / time_scale),
+            on_cycle=on_cycle,
+        )
+        return poller.run(
+            until_done=True,
+            interval=POLL_INTERVAL_S,
+            timeout=GIVE_UP_AFTER_S,
+            auto_retry=True,
+        )
+
+
+def _read_back(
+    tracker: Tracker, out: Path, summary: PollSummary, cancelled: list[str]
+) -> DemoReport:
+    """What became of every batch and request, from the store (no diagrams yet)."""
+    from batchfsm.demo import scenario as script
+    from batchfsm.ledger.records import ItemState
+
+    labels = {job.job_id: (job.label, job.expected.value) for job in script.DEMO_JOBS}
+    return DemoReport(
+        out=out,
+        done=summary.done,
+        cycles=summary.cycles,
+        batches=collect_outcomes(tracker.store, out / "results", labels),
+        cancelled=cancelled,
+        waiting_for_retry=tracker.store.count_ledger()[ItemState.RETRY],
+    )
 
 
 class _Canceller:

@@ -34,26 +34,6 @@ class ReplayResult:
     effects: tuple[OutboxEntry, ...]
     record: BatchRecord
 
-    def to_json(self) -> dict[str, Any]:
-        """The documented ``batchfsm replay --json`` shape."""
-        return {
-            "final_state": self.final_state.value,
-            "transitions": [
-                {
-                    "from": h.source.value,
-                    "to": h.dest.value,
-                    "implied": h.implied,
-                    "undocumented": h.undocumented,
-                    "line": h.line,
-                }
-                for h in self.transitions
-            ],
-            "rejected": [
-                {"line": r.line, "status": r.status, "reason": r.reason} for r in self.rejected
-            ],
-            "effects": [{"state": e.state.value, "handler": e.handler} for e in self.effects],
-        }
-
 
 def _as_observation(
     index: int, item: Observation | BatchSnapshot | Mapping[str, Any]

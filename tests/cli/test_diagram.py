@@ -19,7 +19,7 @@ from batchfsm.fsm.diagram import render, svg_fingerprint
 from batchfsm.fsm.spec import BatchStatus as S
 from batchfsm.persistence import JobStore, MemoryJobStore, open_store
 
-COMMITTED = Path(__file__).resolve().parents[1] / "diagrams"
+COMMITTED = Path(__file__).resolve().parents[2] / "diagrams"
 NAMES = ("batch_lifecycle.mmd", "batch_lifecycle.dot", "batch_lifecycle.svg")
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from batchfsm.cli.main import main
 from batchfsm.cli.views import item_json
-from batchfsm.ledger.records import ItemError, ItemState, LedgerEntry
+from batchfsm.ledger.records import ErrorCategory, ItemError, ItemState, LedgerEntry
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +69,7 @@ def test_item_json_never_includes_the_request_line() -> None:
         state=ItemState.RETRY,
         attempts=2,
         batches=("b1", "b2"),
-        last_error=ItemError(code="http_500", message="boom", category="retryable"),
+        last_error=ItemError(code="http_500", message="boom", category=ErrorCategory.RETRYABLE),
     )
     assert item_json(entry) == {
         "job_id": "j",

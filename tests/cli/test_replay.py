@@ -9,7 +9,7 @@ import pytest
 
 from batchfsm.cli.main import main
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "batchfsm" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "batchfsm" / "examples"
 
 
 def test_json_output_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,8 +14,7 @@ from batchfsm.handlers.base import HandlerRegistry
 from batchfsm.persistence import SQLiteJobStore
 from batchfsm.ports import FrozenClock
 from batchfsm.tracker import Tracker
-
-from .persistence.dynamodb_server import server, unique_table
+from tests.persistence.dynamodb_server import server, unique_table
 
 C = 1_774_437_191
 
