@@ -14,17 +14,36 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
 from batchfsm.errors import ConfigError
 
-__all__ = ["DEFAULT_RESULTS_DIR", "DEFAULT_STORE_URL", "ENV_VARS", "ConfigError", "Settings"]
+__all__ = [
+    "DEFAULT_OUTPUT_EXPIRES_AFTER",
+    "DEFAULT_RESULTS_DIR",
+    "DEFAULT_STORE_URL",
+    "ENV_VARS",
+    "PROVIDER_NAMES",
+    "ConfigError",
+    "ProviderName",
+    "Settings",
+]
 
 DEFAULT_STORE_URL = "sqlite:///batchfsm.db"
 """A file in the working directory: commands run from one directory share their store."""
 DEFAULT_RESULTS_DIR = Path("batchfsm-results")
+DEFAULT_OUTPUT_EXPIRES_AFTER = 30 * 24 * 3600
+"""Result files live 30 days, the longest the API allows: their end is then known (the
+API states no default) and as late as it can be. Azure also allows 10,000 batch files
+per resource instead of 500 once an expiry is set."""
+
+ProviderName = Literal["openai", "azure", "groq", "together", "openrouter", "compatible"]
+"""The provider profiles (:mod:`batchfsm.providers`): named here so that a bad
+``BATCHFSM_PROVIDER`` is refused with the other settings, naming the variable."""
+PROVIDER_NAMES: tuple[ProviderName, ...] = get_args(ProviderName)
 
 ENV_VARS: Mapping[str, str] = MappingProxyType(
     {
@@ -36,21 +55,27 @@ ENV_VARS: Mapping[str, str] = MappingProxyType(
         "cancelling_alert_minutes": "BATCHFSM_CANCELLING_ALERT_MINUTES",
         "lease_seconds": "BATCHFSM_LEASE_SECONDS",
         "poll_interval": "BATCHFSM_POLL_INTERVAL",
+        "output_expires_after": "BATCHFSM_OUTPUT_EXPIRES_AFTER",
         "backoff_base": "BATCHFSM_RETRY_BACKOFF_BASE",
         "backoff_cap": "BATCHFSM_RETRY_BACKOFF_CAP",
         "table": "BATCHFSM_TABLE",
         "results_location": "BATCHFSM_RESULTS",
         "workdir": "BATCHFSM_WORKDIR",
+        "provider": "BATCHFSM_PROVIDER",
         "openai_api_key": "OPENAI_API_KEY",
         "openai_key_secret_arn": "BATCHFSM_OPENAI_KEY_SECRET_ARN",
         "openai_base_url": "OPENAI_BASE_URL",
+        "webhooks": "BATCHFSM_WEBHOOKS",
+        "poll_ceiling": "BATCHFSM_POLL_CEILING",
+        "webhook_secret": "OPENAI_WEBHOOK_SECRET",
+        "webhook_secret_arn": "BATCHFSM_WEBHOOK_SECRET_ARN",
     }
 )
 """The variable each :class:`Settings` field is read from (field name -> variable)."""
 
 _LISTS = frozenset({"warn_after_hours"})
 """Fields whose variable holds a comma-separated list."""
-_SECRETS = frozenset({"openai_api_key"})
+_SECRETS = frozenset({"openai_api_key", "webhook_secret"})
 """Fields whose value an error message must never repeat."""
 
 
@@ -72,6 +97,16 @@ class Settings(BaseModel):
     cancelling_alert_minutes: float = 10.0
     lease_seconds: float = Field(default=300.0, gt=0)
     poll_interval: float = Field(default=30.0, gt=0)
+    output_expires_after: int | None = Field(
+        default=DEFAULT_OUTPUT_EXPIRES_AFTER, ge=3600, le=30 * 24 * 3600
+    )
+    """Seconds the output and error files of every batch we create stay downloadable,
+    from their creation (the API's ``output_expires_after``: 3600 to 2592000); ``off``
+    sends nothing, for servers that refuse the parameter (their lifetime is then
+    unknown). Known, it lets a harvest warn before and name a 404 after it."""
+    provider: ProviderName | None = None
+    """Whose Batch API this is (:mod:`batchfsm.providers`); unset: detected from
+    ``OPENAI_BASE_URL`` where the host is unambiguous, else ``openai``."""
     backoff_base: float = Field(default=60.0, ge=0, allow_inf_nan=False)
     """Seconds queue-full items wait before auto-retry resends them (first failure)..."""
     backoff_cap: float = Field(default=1800.0, ge=0, allow_inf_nan=False)
@@ -91,6 +126,31 @@ class Settings(BaseModel):
     """A Secrets Manager secret holding the key, fetched once per container."""
     openai_base_url: str | None = None
     """An OpenAI-compatible server (or ``batchfsm sandbox``); unset: the client's default."""
+
+    webhooks: bool = False
+    """Webhooks are configured (also implied by either webhook secret): pollers then
+    stretch their interval for batches that have not moved, up to :attr:`poll_ceiling`,
+    because a webhook, not the poll, is expected to notice the end."""
+    poll_ceiling: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    """Seconds a poll of an unmoving batch may be stretched to when webhooks are on."""
+    webhook_secret: SecretStr | None = None
+    """The endpoint's ``whsec_...`` signing secret (``batchfsm webhooks serve``); a
+    ``SecretStr`` so that no repr, log or error message ever shows it."""
+    webhook_secret_arn: str | None = None
+    """Lambda: a Secrets Manager secret holding the signing secret, fetched once per
+    container (``OPENAI_WEBHOOK_SECRET`` wins, for local runs)."""
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """Whether webhooks are configured: said outright, or implied by a secret."""
+        return self.webhooks or bool(self.webhook_secret or self.webhook_secret_arn)
+
+    @field_validator("output_expires_after", mode="before")
+    @classmethod
+    def _off(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("off", "none"):
+            return None
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

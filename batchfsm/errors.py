@@ -23,11 +23,14 @@ as attributes; the original exception, where there is one, is on ``__cause__``.
     ├── GatewayError                the OpenAI API failed; batch_id, status_code
     │   ├── BatchNotFoundError      404: the batch or file is gone
     │   ├── RateLimitedError        429 after retries
-    │   └── GatewayUnavailableError 5xx, timeouts, connection failures after retries
+    │   ├── GatewayUnavailableError 5xx, timeouts, connection failures after retries
+    │   ├── AuthenticationFailedError  401/403: the key is wrong, revoked or not allowed
+    │   └── UndecodableSnapshotError   a 200 answer that is not a Batch object we can read
     ├── InputFileError              bad JSONL: path, line, field
     ├── ConfigError                 a setting (environment or option) we cannot use
     ├── HandlerError                a recovery handler failed; effect_key
-    └── GraphvizNotFoundError       svg/png asked for, but Graphviz is not installed
+    └── MissingDependencyError      an optional part is not installed; extra, missing
+        └── GraphvizNotFoundError   svg/png asked for, but Graphviz is not installed
 """
 
 from __future__ import annotations
@@ -173,6 +176,42 @@ class GatewayUnavailableError(GatewayError):
     """5xx, timeouts or connection failures after the gateway's retries were spent."""
 
 
+class AuthenticationFailedError(GatewayError):
+    """401/403: the API refused the key itself (wrong, revoked, or without access).
+
+    Not a per-batch failure: every call with the same key fails the same way, so
+    pollers let it through and the command ends (exit 1) instead of retrying each batch
+    every cycle for ever.
+    """
+
+
+class UndecodableSnapshotError(GatewayError):
+    """The API answered (200) with something that is not a Batch object batchfsm can
+    read: fields of the wrong type (``request_counts: "lots"``), no ``status``, or a
+    body that is not JSON at all (an HTML page from a proxy).
+
+    It concerns one batch, never the poll: the tracker records it on that batch (the raw
+    answer in its history, a counter on its record) and goes on with the others, and
+    the batch keeps what it had. ``problems`` says what is wrong, field by field;
+    ``raw`` is the answer as sent (a JSON object, or ``{"body": text}``), shortened when
+    it is large; ``status`` the raw status, when there was a string one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        batch_id: str | None = None,
+        problems: tuple[str, ...] = (),
+        raw: dict[str, object] | None = None,
+        status: str | None = None,
+    ) -> None:
+        super().__init__(message, batch_id=batch_id)
+        self.problems = problems
+        self.raw: dict[str, object] = raw if raw is not None else {}
+        self.status = status
+
+
 class InputFileError(BatchFSMError, ValueError):
     """Bad input: says which file, which line (1-based) and which field."""
 
@@ -204,14 +243,35 @@ class ConfigError(BatchFSMError, ValueError):
 
 
 class HandlerError(BatchFSMError):
-    """A recovery handler failed; the effect stays owed and is retried on the next poll."""
+    """A recovery handler failed; the effect stays owed and is retried on the next poll.
+
+    Raised for failures the handler can explain in one line (``detail``, the message
+    without the effect key, the same for every batch hit by one cause such as an
+    unusable results folder): logged as that line, with no traceback.
+    """
 
     def __init__(self, message: str, *, effect_key: str) -> None:
         self.effect_key = effect_key
+        self.detail = message
         super().__init__(f"{effect_key}: {message}")
 
 
-class GraphvizNotFoundError(BatchFSMError):
+class MissingDependencyError(BatchFSMError):
+    """An optional part of batchfsm is not installed (an extra such as ``aws``).
+
+    ``missing`` names what is absent, ``extra`` the extra that brings it (None when it
+    is not a Python package, e.g. Graphviz's ``dot``). It is the user's setup, not a
+    failure of the API or the store: the command line exits 2 with the message, which
+    says what to install.
+    """
+
+    def __init__(self, message: str, *, missing: str, extra: str | None = None) -> None:
+        self.missing = missing
+        self.extra = extra
+        super().__init__(message)
+
+
+class GraphvizNotFoundError(MissingDependencyError):
     """Rendering a diagram needs Graphviz (the ``dot`` program or the Python package).
 
     ``missing`` names what is absent; the message says how to install it, because the
@@ -219,5 +279,4 @@ class GraphvizNotFoundError(BatchFSMError):
     """
 
     def __init__(self, message: str, *, missing: str) -> None:
-        self.missing = missing
-        super().__init__(message)
+        super().__init__(message, missing=missing, extra="diagrams")

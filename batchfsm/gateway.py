@@ -13,13 +13,16 @@ and adds what a poller needs from it:
   failure (5xx, timeout, dropped connection) the caller reconciles through the intent id
   it put in ``metadata`` (see :meth:`OpenAIGateway.iter_batches`).
 * **One translation boundary** (:func:`_translate`): SDK and transport errors become
-  :class:`~batchfsm.errors.BatchNotFoundError` (404), :class:`RateLimitedError` (429
-  after retries), :class:`GatewayUnavailableError` (5xx/timeouts/connection after
-  retries) or :class:`GatewayError` (other 4xx), keeping the status code and the API's
-  message. The API key never reaches a message or a log record: it is scrubbed from the
-  API's text, and the SDK exception is not chained when its text contains it.
+  :class:`~batchfsm.errors.BatchNotFoundError` (404), :class:`AuthenticationFailedError`
+  (401/403, never retried), :class:`RateLimitedError` (429 after retries),
+  :class:`GatewayUnavailableError` (5xx/timeouts/connection after retries) or
+  :class:`GatewayError` (other 4xx), keeping the status code and the API's message.
+  The API key never reaches a message or a log record: it is scrubbed from the API's
+  text, and the SDK exception is not chained when its text contains it.
 * **One snapshot per call**: ``retrieve`` makes one HTTP request (barring retries) and
-  returns a :class:`~batchfsm.fsm.models.BatchSnapshot` with the raw status string.
+  returns a :class:`~batchfsm.fsm.models.BatchSnapshot` with the raw status string, or
+  raises :class:`~batchfsm.errors.UndecodableSnapshotError` (wrong-typed fields, an HTML
+  body) for the tracker to record on that one batch.
 * **Safe downloads**: result files stream to a temporary file beside the destination and
   are renamed into place only when complete, so a broken download leaves nothing.
 """
@@ -27,6 +30,7 @@ and adds what a poller needs from it:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -42,13 +46,19 @@ from typing import Any, NoReturn, TypeVar, cast
 import httpx2
 import openai
 
+from batchfsm.config import DEFAULT_OUTPUT_EXPIRES_AFTER
 from batchfsm.errors import (
+    AuthenticationFailedError,
     BatchNotFoundError,
     GatewayError,
     GatewayUnavailableError,
     RateLimitedError,
+    UndecodableSnapshotError,
 )
 from batchfsm.fsm.models import BatchSnapshot
+from batchfsm.ledger.records import QUEUE_FULL_CODE
+from batchfsm.providers import PROFILES, ProviderProfile
+from batchfsm.providers.wire import list_all, upload_file
 
 __all__ = ["OpenAIGateway"]
 
@@ -57,6 +67,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DOWNLOAD_CHUNK = 1024 * 1024
+
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*]{4,}")
 
 
@@ -73,6 +84,9 @@ class OpenAIGateway:
         Full-jitter backoff: the n-th retry sleeps ``uniform(0, min(cap, base * 2**n))``.
     retry_after_cap:
         A server's ``Retry-After`` is obeyed up to this many seconds.
+    output_expires_after:
+        Seconds each created batch's result files stay downloadable (3600..2592000, as
+        ``Settings``); None sends nothing (their lifetime is then the provider's).
     sleep, rng:
         Injected so tests can see the delays without waiting.
     """
@@ -85,8 +99,10 @@ class OpenAIGateway:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         retry_after_cap: float = 60.0,
+        output_expires_after: int | None = DEFAULT_OUTPUT_EXPIRES_AFTER,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        profile: ProviderProfile | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -97,6 +113,9 @@ class OpenAIGateway:
         self.retry_after_cap = retry_after_cap
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.profile = profile or PROFILES["openai"]
+        # Sent only where the provider documents it: an unknown parameter may be refused.
+        self.output_expires_after = output_expires_after if self.profile.output_expiry else None
         key = getattr(client, "api_key", None)
         self._secret = key if isinstance(key, str) and key else None
 
@@ -116,12 +135,15 @@ class OpenAIGateway:
             lambda: self._client.batches.retrieve(batch_id),
             batch_id=batch_id,
         )
-        return BatchSnapshot.from_api(batch)
+        return self._snapshot(batch, batch_id)
 
     def create(
         self, input_file_id: str, endpoint: str, metadata: Mapping[str, str] | None = None
     ) -> BatchSnapshot:
-        """Create a batch (24 h window). Retried only when it surely was not created."""
+        """Create a batch (24 h window, result files living ``output_expires_after`` from
+        their creation: the API's only anchor). Retried only when surely not created."""
+        seconds = self.output_expires_after
+        expiry: Any = {"anchor": "created_at", "seconds": seconds} if seconds else openai.omit
         batch = self._call(
             "create",
             f"batch from {input_file_id}",
@@ -130,10 +152,11 @@ class OpenAIGateway:
                 endpoint=cast(Any, endpoint),
                 completion_window="24h",
                 metadata=dict(metadata) if metadata is not None else None,
+                output_expires_after=expiry,
             ),
             idempotent=False,
         )
-        return BatchSnapshot.from_api(batch)
+        return self._snapshot(batch, None)
 
     def cancel(self, batch_id: str) -> BatchSnapshot:
         """Ask to cancel; the returned snapshot is usually ``cancelling``."""
@@ -143,7 +166,18 @@ class OpenAIGateway:
             lambda: self._client.batches.cancel(batch_id),
             batch_id=batch_id,
         )
-        return BatchSnapshot.from_api(batch)
+        return self._snapshot(batch, batch_id)
+
+    def _snapshot(self, batch: object, batch_id: str | None) -> BatchSnapshot:
+        """The client's answer as a snapshot. The client validates nothing (wrong-typed
+        fields come back as is, a non-JSON 200 as a string): :meth:`BatchSnapshot.from_api`
+        refuses those, and the key is scrubbed from everything its error keeps."""
+        data = batch.to_dict(warnings=False) if isinstance(batch, openai.BaseModel) else batch
+        data = self.profile.read_batch(data)  # the provider's shape and words -> OpenAI's
+        try:
+            return BatchSnapshot.from_api(data, batch_id=batch_id)
+        except UndecodableSnapshotError as exc:
+            raise _scrubbed(exc, self._secret) from None
 
     def iter_batches(self, limit: int = 100) -> Iterator[BatchSnapshot]:
         """Every batch of the organisation, newest first, one page (retried) at a time.
@@ -151,6 +185,10 @@ class OpenAIGateway:
         Used to reconcile submit intents: find the batch whose ``metadata`` carries an
         intent id after a crash between ``create`` and recording its result.
         """
+        if self.profile.list_shape == "array":  # one bare JSON array, no pages (Together)
+            for batch in self._call("list", "batches", functools.partial(list_all, self._client)):
+                yield self._snapshot(batch, None)
+            return
         after: str | None = None
         while True:
             page = self._call(
@@ -161,7 +199,7 @@ class OpenAIGateway:
                 ),
             )
             for batch in page.data:
-                yield BatchSnapshot.from_api(batch)
+                yield self._snapshot(batch, None)
             if not page.data or page.has_more is False:
                 return
             after = page.data[-1].id
@@ -169,12 +207,13 @@ class OpenAIGateway:
     # -- files ----------------------------------------------------------------------------
 
     def upload(self, path: Path) -> str:
-        """Upload a JSONL input file with ``purpose="batch"``, streamed from disk."""
+        """Upload a JSONL input file (``purpose="batch"``, or the profile's route and
+        purpose), streamed from disk."""
         path = Path(path)
 
         def attempt() -> str:
             with path.open("rb") as fh:
-                return self._client.files.create(file=(path.name, fh), purpose="batch").id
+                return upload_file(self._client, self.profile, path.name, fh)
 
         return self._call("upload", f"file {path.name}", attempt)
 
@@ -257,6 +296,8 @@ def _retry_reason(exc: Exception, *, idempotent: bool) -> str | None:
     """Why ``exc`` is worth another try (for the log), or ``None`` if it is final."""
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
+        if status == 429 and exc.code == QUEUE_FULL_CODE:
+            return None  # the model's queue is full: only time helps (the caller backs off)
         if status == 429:
             return "HTTP 429"
         if status >= 500 and idempotent:
@@ -304,6 +345,9 @@ def _translate(
         kind: type[GatewayError] = GatewayError
         if status == 404:
             kind = BatchNotFoundError
+        elif status in (401, 403):  # the key itself: every call would fail the same way
+            kind = AuthenticationFailedError
+            text += " (the API refused the key: check OPENAI_API_KEY and OPENAI_BASE_URL)"
         elif status == 429:
             kind = RateLimitedError
         elif status >= 500:
@@ -336,6 +380,16 @@ def _scrub(text: str, secret: str | None) -> str:
     if secret:
         text = text.replace(secret, "***")
     return _KEY_PATTERN.sub("sk-***", text)
+
+
+def _scrubbed(exc: UndecodableSnapshotError, secret: str | None) -> UndecodableSnapshotError:
+    """``exc`` with the key removed from its message, problems and raw answer."""
+    raw = json.loads(_scrub(json.dumps(exc.raw, ensure_ascii=False), secret))
+    problems = tuple(_scrub(p, secret) for p in exc.problems)
+    text, batch_id, status = _scrub(str(exc), secret), exc.batch_id, exc.status
+    return UndecodableSnapshotError(
+        text, batch_id=batch_id, problems=problems, raw=raw, status=status
+    )
 
 
 def _raise(error: GatewayError, exc: BaseException, secret: str | None) -> NoReturn:

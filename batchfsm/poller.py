@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from batchfsm.errors import GatewayError
+from batchfsm.errors import AuthenticationFailedError, GatewayError
 from batchfsm.fsm.models import BatchRecord
 from batchfsm.jobs.claims import release_stranded
 from batchfsm.jobs.input_file import Limits
@@ -36,6 +36,7 @@ from batchfsm.jobs.intents import Intents
 from batchfsm.jobs.reconcile import ReconcileReport, reconcile_intents
 from batchfsm.jobs.retry import Backoff, Waiting, retry_items
 from batchfsm.ledger.records import ItemState
+from batchfsm.webhooks.schedule import StretchedSchedule
 
 if TYPE_CHECKING:
     from batchfsm.ports import Clock
@@ -98,6 +99,10 @@ class Poller:
     :param limits: the per-batch limits retry batches are split to.
     :param clock, sleep: injected time (default: the tracker's clock, ``time.sleep``).
     :param on_cycle: called after every cycle (progress displays, metrics).
+    :param webhooks: webhooks are configured, so polling is the fallback: a batch that
+        has not moved is polled less and less often, up to ``Settings.poll_ceiling``
+        (:class:`~batchfsm.webhooks.schedule.StretchedSchedule`), and a transition a poll
+        makes is recorded ``via="poll"``. Default: ``Settings.webhooks_enabled``.
     """
 
     def __init__(
@@ -109,9 +114,18 @@ class Poller:
         clock: Clock | None = None,
         sleep: Callable[[float], object] = time.sleep,
         on_cycle: Callable[[CycleReport], None] | None = None,
+        webhooks: bool | None = None,
     ) -> None:
         self.tracker = tracker
         settings = tracker.settings
+        if webhooks if webhooks is not None else settings.webhooks_enabled:
+            self.schedule: StretchedSchedule | None = StretchedSchedule(
+                interval=settings.poll_interval,
+                ceiling=settings.poll_ceiling,
+                clock=clock or tracker.clock,
+            )
+        else:
+            self.schedule = None
         self.backoff = backoff or Backoff(settings.backoff_base, settings.backoff_cap)
         self.limits = limits
         self.clock = clock or tracker.clock
@@ -127,11 +141,17 @@ class Poller:
         if store.list_intents(open_only=True):
             report.reconciled = reconcile_intents(Intents.of(self.tracker))
             report.errors.extend(f"intent {i}: API failed" for i in report.reconciled.failed)
-        report.reports = self.tracker.poll_once()
+        if self.schedule is None:
+            report.reports = self.tracker.poll_once()
+        else:
+            report.reports = self.tracker.poll_once(due=self.schedule.due, via="poll")
+            self.schedule.update(report.reports)
         report.errors.extend(f"{r.batch_id}: {r.error}" for r in report.reports if r.error)
         if auto_retry:
             try:
                 result = retry_items(self.tracker, limits=self.limits, backoff=self.backoff)
+            except AuthenticationFailedError:
+                raise  # no cycle can succeed with this key: end the run, loudly
             except GatewayError as exc:
                 logger.warning("auto-retry failed this cycle: %s", exc)
                 report.errors.append(f"retry: {exc}")
@@ -166,6 +186,8 @@ class Poller:
         interval = self.tracker.settings.poll_interval if interval is None else interval
         if interval < 0 or (timeout is not None and timeout < 0):
             raise ValueError("interval and timeout must not be negative")
+        if self.schedule is not None and interval > 0:
+            self.schedule.interval = interval
         started = self.clock.now()
         summary = PollSummary(
             done=False, timed_out=False, cycles=0, started_at=started, finished_at=started

@@ -24,6 +24,9 @@ Promises (tested for every backend by ``tests/persistence/test_store_contract.py
   still owed, without scanning every record ever tracked where the backend can avoid it.
 * Ledger writes are conditional per entry on its ``version`` and atomic as a group
   where the backend allows (SQLite: one transaction; DynamoDB: chunks of 100).
+* ``record_event`` inserts a webhook receipt only if its ``webhook-id`` is new (one
+  conditional write: of racing deliveries exactly one is first); ``pop_wait_token``
+  hands a stored task token to exactly one caller.
 """
 
 from __future__ import annotations
@@ -169,6 +172,40 @@ class JobStore(Protocol):
 
     def count_ledger(self, job_id: str | None = None) -> dict[ItemState, int]:
         """How many entries are in each state."""
+
+    # -- webhooks (batchfsm.webhooks, batchfsm.aws.webhooks) ---------------------------------
+    def record_event(self, receipt: WebhookReceipt) -> bool:
+        """Remember a webhook event by its ``webhook-id``: True the first time, False for
+        a redelivery (nothing written), so the same event does one thing however often
+        it is delivered. Kept at least :data:`RECEIPT_DAYS` days."""
+
+    def get_event(self, event_id: str) -> WebhookReceipt | None:
+        """The receipt of an event recorded earlier, or None."""
+
+    def save_wait_token(self, scope: str, token: str) -> None:
+        """Remember the Step Functions task token of the execution waiting on ``scope``
+        (``batch:<id>`` or ``job:<id>``), replacing an earlier one."""
+
+    def pop_wait_token(self, scope: str) -> str | None:
+        """Read and forget, in one atomic step, the token waiting on ``scope``: of two
+        callers, only one gets it."""
+
+
+RECEIPT_DAYS = 7
+"""How long a webhook receipt is kept: OpenAI retries a delivery for up to 72 hours."""
+
+
+class WebhookReceipt(NamedTuple):
+    """A webhook event as first received: its ``webhook-id`` (the dedupe key), its type
+    and the batch it names (None for an event about anything else)."""
+
+    event_id: str
+    event_type: str
+    batch_id: str | None
+    received_at: datetime
+    known: bool
+    """Whether the store tracked the batch when the event arrived (an event for an
+    unknown batch is recorded and acknowledged, and does nothing else)."""
 
 
 class QuarantinedLine(NamedTuple):

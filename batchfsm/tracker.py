@@ -9,6 +9,9 @@ Inline effects (:attr:`~batchfsm.handlers.base.HandlerRegistry.inline`: ``watch`
 the exception: their whole output is recorded on the batch, so they run before that
 commit and are marked done in it. A transition into a non-terminal state then costs
 one write, not three (commit, claim, finish), and still runs its effect exactly once.
+Running owed effects is :class:`~batchfsm.handlers.outbox.OutboxRunner`'s; every
+conditional write here and there goes through
+:func:`~batchfsm.persistence.optimistic.retry_on_conflict`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from batchfsm.config import Settings
-from batchfsm.errors import BatchNotFoundError, ConflictRetriesExhaustedError, GatewayError
+from batchfsm.errors import (
+    AuthenticationFailedError,
+    BatchNotFoundError,
+    ConflictRetriesExhaustedError,
+    GatewayError,
+    UndecodableSnapshotError,
+)
 from batchfsm.fsm.engine import Applied, rulebook
 from batchfsm.fsm.models import BatchRecord, BatchSnapshot, EventEntry, HistoryEntry, OutboxEntry
 from batchfsm.fsm.spec import LOST_EFFECT
@@ -107,7 +116,12 @@ class Tracker:
         if not snapshot.id:
             raise ValueError("a snapshot without an id cannot be tracked")
         record = BatchRecord(
-            batch_id=snapshot.id, job_id=job_id, parent_batch_id=parent_batch_id, items=items
+            batch_id=snapshot.id,
+            job_id=job_id,
+            parent_batch_id=parent_batch_id,
+            items=items,
+            # what the gateway sends with every create (None: unknown, e.g. a custom one)
+            output_expires_after=getattr(self.gateway, "output_expires_after", None),
         )
         applied = self.book.apply(record, snapshot, at=self.clock.now())
         record, notes, _ran = self.outbox.settle_inline(applied.record)
@@ -136,9 +150,14 @@ class Tracker:
         return applied, record
 
     def _apply(
-        self, batch_id: str, snapshot: BatchSnapshot, known: BatchRecord | None
+        self,
+        batch_id: str,
+        snapshot: BatchSnapshot,
+        known: BatchRecord | None,
+        via: str | None = None,
     ) -> tuple[Applied, BatchRecord, list[str]]:
-        """:meth:`apply`, also naming the inline effects its commit ran."""
+        """:meth:`apply`, also naming the inline effects its commit ran. ``via``: the
+        path that asked for this observation, recorded with a transition it makes."""
 
         def attempt(retry: bool) -> tuple[Applied, BatchRecord, list[str]]:
             record = known if known is not None and not retry else self.store.load(batch_id)
@@ -146,8 +165,13 @@ class Tracker:
             if not applied.changed:
                 return applied, record, []
             settled, notes, ran = self.outbox.settle_inline(applied.record)
+            noticed: tuple[HistoryEntry, ...] = ()
+            if via is not None and applied.outcome == "advanced":
+                noticed = (EventEntry(name="noticed", at=self.clock.now(), detail={"via": via}),)
             saved = self.store.commit(
-                settled, expected_version=record.version, history=(*applied.history, *notes)
+                settled,
+                expected_version=record.version,
+                history=(*noticed, *applied.history, *notes),
             )
             return applied, saved, ran
 
@@ -159,9 +183,12 @@ class Tracker:
         snapshot: BatchSnapshot | None = None,
         *,
         known: BatchRecord | None = None,
+        via: str | None = None,
     ) -> PollReport:
         """One poll of one batch: a single retrieve, apply, commit, then owed effects.
-        ``known``: the record just read (see :meth:`apply`)."""
+        ``known``: the record just read (see :meth:`apply`). ``via``: which path asked
+        (``"poll"``, ``"webhook"``); a transition this observation makes is recorded
+        with it (a ``noticed`` event), so the history says which path saw the end."""
         if snapshot is None:
             if self.gateway is None:
                 raise ValueError("no gateway configured and no snapshot given")
@@ -169,13 +196,17 @@ class Tracker:
                 snapshot = self.gateway.retrieve(batch_id)
             except BatchNotFoundError as exc:
                 return self._mark_lost(batch_id, exc)
+            except UndecodableSnapshotError as exc:
+                return self._undecodable(batch_id, exc, known)
+            except AuthenticationFailedError:
+                raise  # the key, not this batch: every other batch would fail the same way
             except GatewayError as exc:
                 record = known or self.store.load(batch_id)
                 logger.warning("batch %s: retrieve failed: %s", batch_id, exc)
                 return self._report(
                     PollReport(batch_id, record.state.value, "error", error=str(exc), record=record)
                 )
-        applied, record, ran = self._apply(batch_id, snapshot, known)
+        applied, record, ran = self._apply(batch_id, snapshot, known, via)
         report = PollReport(
             batch_id, record.state.value, applied.outcome, changed=applied.changed, record=record
         )
@@ -197,17 +228,21 @@ class Tracker:
         report.record = self._drain(record, report)
         return self._report(report)
 
-    def poll_once(self) -> list[PollReport]:
+    def poll_once(
+        self, *, due: Callable[[BatchRecord], bool] | None = None, via: str | None = None
+    ) -> list[PollReport]:
         """Look at every batch the store lists as needing attention, once. A batch whose
         writes keep losing races is reported (``error``) and left for the next poll;
-        it never stops the others."""
+        it never stops the others. ``due``: which live batches to retrieve this time (a
+        stretched schedule); owed effects are drained whatever it says. ``via``: see
+        :meth:`observe`."""
         reports = []
         for record in self.store.list_attention():
             try:
                 if record.terminal or record.lost:
                     reports.append(self.drain(record.batch_id))
-                else:
-                    reports.append(self.observe(record.batch_id, known=record))
+                elif due is None or due(record):
+                    reports.append(self.observe(record.batch_id, known=record, via=via))
             except ConflictRetriesExhaustedError as exc:
                 logger.error("batch %s: %s", record.batch_id, exc)
                 reports.append(
@@ -235,6 +270,33 @@ class Tracker:
             sink=self.sink,
             workdir=self.workdir,
         )
+
+    def _undecodable(
+        self, batch_id: str, exc: UndecodableSnapshotError, known: BatchRecord | None
+    ) -> PollReport:
+        """Record an answer that is no Batch object on this batch only (history, counter;
+        once per change, like a repeated rejection) and keep everything it had."""
+
+        def attempt(retry: bool) -> tuple[BatchRecord, bool]:
+            record = known if known is not None and not retry else self.store.load(batch_id)
+            changed = record.with_undecodable(exc, at=self.clock.now())
+            if changed is None:
+                return record, False
+            updated, entry = changed
+            saved = self.store.commit(updated, expected_version=record.version, history=[entry])
+            return saved, True
+
+        record, recorded = retry_on_conflict(attempt, subject=f"batch {batch_id}")
+        log = logger.error if recorded else logger.debug
+        log("batch %s: answer not recorded as a snapshot: %s", batch_id, exc,
+            extra={"batch_id": batch_id, "undecodable": record.undecodable})  # fmt: skip
+        report = PollReport(
+            batch_id, record.state.value, "rejected", recorded, error=str(exc), record=record
+        )
+        if not record.terminal:  # deadline alerts still come, from what the batch had
+            record = self.outbox.heartbeat(record)
+        report.record = self._drain(record, report)
+        return self._report(report)
 
     def _mark_lost(self, batch_id: str, exc: GatewayError) -> PollReport:
         def attempt(_retry: bool) -> BatchRecord:

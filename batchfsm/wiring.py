@@ -6,9 +6,10 @@ pieces load lazily: the gateway (and with it ``openai``) only when a command tal
 the API, the DynamoDB store (boto3) only for a ``dynamodb://`` URL.
 
 For the CLI the OpenAI key is read by the ``openai`` client itself (``OPENAI_API_KEY``,
-and ``OPENAI_BASE_URL`` for a compatible server or the sandbox), by its own conventions;
-the Lambda passes the one its settings hold (see :mod:`batchfsm.aws.secrets`). batchfsm
-never logs or prints it.
+and ``OPENAI_BASE_URL`` for a compatible server or the sandbox; Azure's client reads
+``AZURE_OPENAI_*``), by its own conventions, for the provider profile the settings
+choose (:mod:`batchfsm.providers`); the Lambda passes the one its settings hold (see
+:mod:`batchfsm.aws.secrets`). batchfsm never logs or prints it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from batchfsm.config import ConfigError, Settings
+from batchfsm.config import Settings
 from batchfsm.persistence import open_store
 from batchfsm.persistence.sinks import DirectorySink
 from batchfsm.tracker import Tracker
@@ -53,23 +54,24 @@ class Runtime:
         self.close()
 
 
-def openai_gateway() -> BatchGateway:
-    """:class:`~batchfsm.gateway.OpenAIGateway` configured by the client's environment.
+def openai_gateway(settings: Settings | None = None) -> BatchGateway:
+    """:class:`~batchfsm.gateway.OpenAIGateway` for the provider ``settings`` choose
+    (:func:`~batchfsm.providers.profile_for`): its client, configured by the client's
+    environment, and its profile (status words, object shape, upload and list wire);
+    ``settings`` also give the result files' lifetime sent with every create.
 
-    :raises ConfigError: no API key is configured (the message names the variable,
-        never a value).
+    :raises ConfigError: no API key or endpoint is configured (the message names the
+        variables, never a value).
     """
-    import openai
-
     from batchfsm.gateway import OpenAIGateway
+    from batchfsm.providers import make_client, profile_for
 
-    try:
-        return OpenAIGateway.from_env()
-    except openai.OpenAIError as exc:
-        raise ConfigError(
-            "cannot build the OpenAI client: set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
-            "compatible server or `batchfsm sandbox`)"
-        ) from exc  # the client's message names the variable, never a key
+    settings = settings or Settings.from_env()
+    profile = profile_for(settings)
+    client = make_client(profile, settings.openai_base_url)
+    return OpenAIGateway(
+        client, profile=profile, output_expires_after=settings.output_expires_after
+    )
 
 
 def build_runtime(
@@ -95,7 +97,7 @@ def build_runtime(
 
         handlers = default_registry()
     if gateway is None and with_gateway:
-        gateway = openai_gateway()
+        gateway = openai_gateway(settings)
     store = store or open_store(settings.store_url)
     sink = sink or DirectorySink(Path(settings.results_dir))
     tracker = Tracker(
@@ -113,11 +115,12 @@ def build_runtime(
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by ``--store`` / ``--results-dir`` /
-    ``--max-attempts`` where the command has them."""
+    ``--max-attempts`` / ``--provider`` where the command has them."""
     return Settings.from_env(
         store_url=getattr(args, "store", None),
         results_dir=getattr(args, "results_dir", None),
         max_attempts=getattr(args, "max_attempts", None),
+        provider=getattr(args, "provider", None),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from batchfsm.config import DEFAULT_RESULTS_DIR, DEFAULT_STORE_URL, ENV_VARS, Settings
 from batchfsm.errors import ConfigError
@@ -21,6 +22,8 @@ VALUES: dict[str, tuple[str, object]] = {
     "BATCHFSM_CANCELLING_ALERT_MINUTES": ("5.5", 5.5),
     "BATCHFSM_LEASE_SECONDS": ("120", 120.0),
     "BATCHFSM_POLL_INTERVAL": ("2.5", 2.5),
+    "BATCHFSM_PROVIDER": ("together", "together"),
+    "BATCHFSM_OUTPUT_EXPIRES_AFTER": ("7200", 7200),
     "BATCHFSM_RETRY_BACKOFF_BASE": ("0", 0.0),
     "BATCHFSM_RETRY_BACKOFF_CAP": ("600", 600.0),
     "BATCHFSM_TABLE": ("batchfsm-prod", "batchfsm-prod"),
@@ -28,6 +31,10 @@ VALUES: dict[str, tuple[str, object]] = {
     "BATCHFSM_WORKDIR": ("/scratch/batchfsm", Path("/scratch/batchfsm")),
     "BATCHFSM_OPENAI_KEY_SECRET_ARN": ("arn:aws:secretsmanager:x", "arn:aws:secretsmanager:x"),
     "OPENAI_BASE_URL": ("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
+    "BATCHFSM_WEBHOOKS": ("true", True),
+    "BATCHFSM_POLL_CEILING": ("900", 900.0),
+    "OPENAI_WEBHOOK_SECRET": ("whsec_dGVzdA==", SecretStr("whsec_dGVzdA==")),
+    "BATCHFSM_WEBHOOK_SECRET_ARN": ("arn:aws:secretsmanager:w", "arn:aws:secretsmanager:w"),
 }
 
 

@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from batchfsm.errors import (
+    AuthenticationFailedError,
     BatchNotFoundError,
     GatewayError,
     GatewayUnavailableError,
@@ -177,7 +178,20 @@ def test_connection_failure_after_retries(make: Any) -> None:
     assert "ConnectError" in str(info.value)
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 409, 422])
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_is_authentication_failed_never_retried(
+    make: Any, sleeps: Sleeps, status: int
+) -> None:
+    """The key, not the batch: a typed error pollers let through (issue 11)."""
+    api = FakeAPI(api_error(status, f"Incorrect API key provided: {API_KEY}.", "invalid_api_key"))
+    with pytest.raises(AuthenticationFailedError) as info:
+        make(api).retrieve("batch_1")
+    assert info.value.status_code == status and "check OPENAI_API_KEY" in str(info.value)
+    assert API_KEY not in str(info.value)
+    assert len(api.requests) == 1 and sleeps == []
+
+
+@pytest.mark.parametrize("status", [400, 409, 422])
 def test_other_4xx_is_never_retried(make: Any, sleeps: Sleeps, status: int) -> None:
     api = FakeAPI(api_error(status, "Invalid 'endpoint'", "invalid_value"))
     with pytest.raises(GatewayError) as info:
@@ -231,6 +245,8 @@ def test_create_sends_the_intent_and_does_not_retry_ambiguous_failures(
         "endpoint": "/v1/embeddings",
         "completion_window": "24h",
         "metadata": {"intent_id": "int-1"},
+        # the default lifetime of the result files, sent so their end is known
+        "output_expires_after": {"anchor": "created_at", "seconds": 30 * 24 * 3600},
     }
 
     # a 500 may have created the batch: report it, let the caller reconcile by metadata
@@ -416,3 +432,19 @@ def test_full_round_trip_through_the_sandbox(tmp_path: Path) -> None:
     assert sink.write_batch("job-1", created.id or "", successes) == 2
     delivered = dict(sink.read_batch("job-1", created.id or ""))
     assert len(orjson.loads(delivered["ok-1"])["data"][0]["embedding"]) > 0
+
+
+@pytest.mark.parametrize("status", [400, 429])
+def test_create_refused_with_a_full_queue_keeps_the_code_and_is_not_retried(
+    make: Any, sleeps: Sleeps, status: int
+) -> None:
+    """Azure refuses a create over the enqueued-token limit with 400 (in regions that
+    fail fast), a proxy may say 429: either way only time helps, so the gateway hands
+    the code up at once instead of hammering the queue."""
+    message = "Enqueued token limit reached for gpt-4o-mini. Please try again later."
+    api = FakeAPI(api_error(status, message, "token_limit_exceeded"))
+    with pytest.raises(GatewayError) as info:
+        make(api).create("file-in", "/v1/embeddings", {"intent_id": "int-1"})
+    assert (info.value.status_code, info.value.code) == (status, "token_limit_exceeded")
+    assert len(api.requests) == 1
+    assert sleeps == []

@@ -34,11 +34,11 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, ("batchfsm.fsm",)),
     (2, ("batchfsm.ledger",)),
     (3, ("batchfsm.config", "batchfsm.ports")),
-    (4, ("batchfsm.persistence", "batchfsm.gateway", "batchfsm.sandbox")),
+    (4, ("batchfsm.persistence", "batchfsm.gateway", "batchfsm.providers", "batchfsm.sandbox")),
     (5, ("batchfsm.handlers",)),
     (6, ("batchfsm.tracker",)),
     (7, ("batchfsm.jobs",)),
-    (8, ("batchfsm.poller",)),
+    (8, ("batchfsm.poller", "batchfsm.webhooks")),
     (9, ("batchfsm.wiring", "batchfsm.pytest_plugin")),
     (10, ("batchfsm.aws",)),
     (11, ("batchfsm.cli", "batchfsm.demo")),
@@ -53,12 +53,15 @@ module belongs to the layer of its longest matching prefix.
 2. ``ledger``: per-request accounting of results, stated in the lifecycle's terms.
 3. ``config``, ``ports``: the settings and the protocols (store, sink, clock, gateway)
    the core consumes; they name lifecycle and ledger types but no implementation.
-4. ``persistence``, ``gateway``, ``sandbox``: the adapters that implement the ports
-   (stores and sinks, the OpenAI client, the local fake API).
+4. ``persistence``, ``gateway``, ``providers``, ``sandbox``: the adapters that implement
+   the ports (stores and sinks, the OpenAI client and the provider profiles it applies,
+   the local fake API).
 5. ``handlers``: what each state owes, written against the ports only.
 6. ``tracker``: one poll, the rulebook applied and the owed handlers run.
 7. ``jobs``: submit, retry, cancel and claims, built on the tracker.
-8. ``poller``: the loop that keeps running the tracker and the jobs.
+8. ``poller``: the loop that keeps running the tracker and the jobs; ``webhooks``:
+   the other way an observation is triggered (an event, verified and deduplicated),
+   and the stretched schedule that makes polling the fallback.
 9. ``wiring``, ``pytest_plugin``: concrete adapters assembled from the settings, and
    the fixtures that hand them to users' tests.
 10. ``aws``: the Lambda and Step Functions deployment, built on the wiring.

@@ -132,16 +132,23 @@ class LambdaApp:
         return DirectorySink(Path(location) if location else Path(settings.results_dir))
 
     def _openai_gateway(self, settings: Settings) -> BatchGateway:
-        import openai
-
         from batchfsm.aws.secrets import resolve_api_key
         from batchfsm.gateway import OpenAIGateway
+        from batchfsm.providers import make_client as make_openai_client
+        from batchfsm.providers import profile_for
 
         needs_aws = settings.openai_api_key is None and settings.openai_key_secret_arn
         secrets = make_client("secretsmanager", self._aws()) if needs_aws else None
         key = resolve_api_key(settings, client=secrets)
-        client = openai.OpenAI(api_key=key, base_url=settings.openai_base_url, max_retries=0)
-        return OpenAIGateway(client, max_attempts=GATEWAY_ATTEMPTS, backoff_cap=GATEWAY_BACKOFF_CAP)
+        profile = profile_for(settings)
+        client = make_openai_client(profile, settings.openai_base_url, api_key=key)
+        return OpenAIGateway(
+            client,
+            profile=profile,
+            max_attempts=GATEWAY_ATTEMPTS,
+            backoff_cap=GATEWAY_BACKOFF_CAP,
+            output_expires_after=settings.output_expires_after,
+        )
 
     def close(self) -> None:
         """Close the store (a no-op if nothing was built)."""
@@ -162,20 +169,21 @@ class LambdaApp:
         if request.action == "retry":
             return self.retry(request.job_ids)
         if request.batch_id is not None:
-            return self.poll_batch(request.batch_id)
-        return self.poll_many(request.job_id)
+            return self.poll_batch(request.batch_id, via=request.via)
+        return self.poll_many(request.job_id, via=request.via)
 
-    def poll_batch(self, batch_id: str) -> dict[str, Any]:
-        """One batch, as ``poll --once`` treats it: drain if terminal or lost, else observe."""
+    def poll_batch(self, batch_id: str, *, via: str | None = None) -> dict[str, Any]:
+        """One batch, as ``poll --once`` treats it: drain if terminal or lost, else observe
+        (``via``: the path that asked, recorded with a transition; see Tracker.observe)."""
         tracker = self.runtime.tracker
         record = tracker.store.load(batch_id)  # JobNotFoundError: a wrong id fails loudly
         if record.terminal or record.lost:
             report = tracker.drain(batch_id)
         else:
-            report = tracker.observe(batch_id, known=record)
+            report = tracker.observe(batch_id, known=record, via=via)
         return batch_answer(tracker, report)
 
-    def poll_many(self, job_id: str | None) -> dict[str, Any]:
+    def poll_many(self, job_id: str | None, *, via: str | None = None) -> dict[str, Any]:
         """Every batch needing attention (of one job): one ``poll --once`` cycle."""
         tracker = self.runtime.tracker
         if job_id is None:
@@ -187,7 +195,7 @@ class LambdaApp:
             reports = [
                 tracker.drain(r.batch_id)
                 if r.terminal or r.lost
-                else tracker.observe(r.batch_id, known=r)
+                else tracker.observe(r.batch_id, known=r, via=via)
                 for r in tracker.store.list_attention()
                 if r.job_id == job_id
             ]

@@ -159,11 +159,10 @@ def _state_delay(record: BatchRecord, now: datetime) -> int:
     if started is None:
         return IN_PROGRESS_MIN_SECONDS
     elapsed = max(0.0, now.timestamp() - started)
-    done = (counts.completed + counts.failed) if counts else 0
-    if counts is None or done <= 0 or counts.total <= 0:
-        left = elapsed  # no rate to go by: back off as the stall lasts
-    else:
-        left = elapsed * max(0, counts.total - done) / done
+    done = ((counts.completed or 0) + (counts.failed or 0)) if counts else 0
+    total = (counts.total or 0) if counts else 0  # a count the API left out is unknown
+    # no rate to go by: back off as the stall lasts
+    left = elapsed if done <= 0 or total <= 0 else elapsed * max(0, total - done) / done
     return int(min(IN_PROGRESS_MAX_SECONDS, max(IN_PROGRESS_MIN_SECONDS, left / 2)))
 
 
@@ -186,9 +185,9 @@ def batch_result(
         "status": record.state.value,
         "action": action,
         "request_counts": {
-            "total": counts.total if counts else 0,
-            "completed": counts.completed if counts else 0,
-            "failed": counts.failed if counts else 0,
+            "total": (counts.total or 0) if counts else 0,
+            "completed": (counts.completed or 0) if counts else 0,
+            "failed": (counts.failed or 0) if counts else 0,
         },
         "succeeded": ledger.get(ItemState.SUCCEEDED, 0),
         "retry": retry,

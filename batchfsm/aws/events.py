@@ -45,6 +45,9 @@ class Event:
     job_id: str | None = None
     job_ids: list[str] | None = None
     """A retry's jobs (None: every job)."""
+    via: str | None = None
+    """Which path asked for a poll (``webhook``, ``poll``: the webhooks state machine
+    says), recorded with a transition the poll makes."""
 
 
 def parse_event(event: Mapping[str, Any] | None) -> Event:
@@ -58,7 +61,10 @@ def parse_event(event: Mapping[str, Any] | None) -> Event:
         return Event("retry", job_ids=_job_ids(event))
     if action != "poll":
         raise ValueError(f"unknown event action {action!r} (use 'poll' or 'retry')")
-    return Event("poll", batch_id=_text(event, "batch_id"), job_id=_text(event, "job_id"))
+    via = _text(event, "via")
+    if via not in (None, "webhook", "poll"):
+        raise ValueError(f"event field 'via' must be 'webhook' or 'poll', not {via!r}")
+    return Event("poll", batch_id=_text(event, "batch_id"), job_id=_text(event, "job_id"), via=via)
 
 
 def _text(event: Mapping[str, Any], name: str) -> str | None:

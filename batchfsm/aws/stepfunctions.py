@@ -25,6 +25,21 @@ The workflow (input ``{"batch_id"}``, ``{"job_id"}`` or ``{}``)::
 Both Lambda tasks retry Lambda service errors, throttling, timeouts and batchfsm's
 transient errors with backoff, and catch everything else into ``PollFailed``.
 ``${PollFunctionArn}`` is left for CloudFormation's ``DefinitionSubstitutions``.
+
+**The webhooks variant** (``definition(webhooks=True)``, ``batchfsm stepfunctions
+--webhooks``, committed as ``deploy/statemachine-webhooks.asl.json``) waits for the
+batch's webhook instead of a timer::
+
+    WaitKind -> AwaitWebhook (.waitForTaskToken, timeout: next_poll_seconds)
+                  resumed by the webhook function (SendTaskSuccess) -> Poll, via webhook
+                  timed out (States.Timeout)          -> FallbackPoll -> Poll, via poll
+
+``AwaitWebhook`` invokes ``${WebhookFunctionArn}`` with the task token, which stores it
+for the batch (or job) and returns; the webhook function, given a verified and first
+seen event for that batch, takes the token and resumes the execution. Either way the
+next step is the normal poll (the event moves no state), told which path woke it
+(``via``) so the history records who noticed the end. A deadline still waits on a
+timer (``WaitForDeadline``): no webhook announces that a batch is about to expire.
 """
 
 from __future__ import annotations
@@ -34,10 +49,12 @@ from typing import Any
 
 from batchfsm.aws.contract import ACTIONS, CONTRACT_FIELDS, actions_by_status
 
-__all__ = ["FUNCTION_ARN", "definition", "render"]
+__all__ = ["FUNCTION_ARN", "WEBHOOK_FUNCTION_ARN", "definition", "render"]
 
 FUNCTION_ARN = "${PollFunctionArn}"
+WEBHOOK_FUNCTION_ARN = "${WebhookFunctionArn}"
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+LAMBDA_CALLBACK = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 TASK_TIMEOUT_SECONDS = 360
 """Above the function's own timeout (300 s in deploy/template.yaml)."""
 
@@ -63,8 +80,11 @@ _TERMINAL_NEXT = {
 }
 
 
-def definition() -> dict[str, Any]:
-    """The state machine as a JSON-ready dict (deterministic: same spec, same output)."""
+def definition(*, webhooks: bool = False) -> dict[str, Any]:
+    """The state machine as a JSON-ready dict (deterministic: same spec, same output);
+    ``webhooks``: the variant that waits for the batch's webhook (module docstring)."""
+    if webhooks:
+        return _with_webhooks(definition())
     by_action: dict[str, list[str]] = {action: [] for action in ACTIONS}
     for status, action in actions_by_status().items():
         by_action[action].append(status.value)
@@ -268,6 +288,50 @@ def _task(
     }
 
 
-def render() -> str:
+def _with_webhooks(machine: dict[str, Any]) -> dict[str, Any]:
+    """The polling machine, its timer wait replaced by a wait for the webhook."""
+    states = machine["States"]
+    states["WaitKind"]["Default"] = "AwaitWebhook"
+    del states["WaitToPoll"]
+    retry_service = [r for r in _task("", payload={}, selector={}, result_path="$",
+                                      next_state="")["Retry"]
+                     if r["ErrorEquals"] == list(LAMBDA_SERVICE_ERRORS)]  # fmt: skip
+    states["AwaitWebhook"] = {
+        "Type": "Task",
+        "Comment": "Store the task token for the batch and wait for its webhook; the "
+        "timeout (the poll pacing) falls back to a poll.",
+        "Resource": LAMBDA_CALLBACK,
+        "Parameters": {
+            "FunctionName": WEBHOOK_FUNCTION_ARN,
+            "Payload": {
+                "action": "await_webhook",
+                "scope.$": "$.scope",
+                "task_token.$": "$$.Task.Token",
+            },
+        },
+        "TimeoutSecondsPath": "$.poll.next_poll_seconds",
+        "ResultPath": "$.wake",
+        "Retry": retry_service,
+        "Catch": [
+            {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.wake", "Next": "FallbackPoll"},
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "PollFailed"},
+        ],
+        "Next": "WokenPoll",
+    }
+    for name, via in (("WokenPoll", "webhook"), ("FallbackPoll", "poll")):
+        states[name] = {
+            "Type": "Pass",
+            "Comment": f"Poll next, recording that the {via} path asked.",
+            "Result": via,
+            "ResultPath": "$.scope.via",
+            "Next": "Poll",
+        }
+    machine["Comment"] = machine["Comment"].replace(
+        "until they end,", "until they end (woken by their webhooks, polling as the fallback),"
+    )
+    return machine
+
+
+def render(*, webhooks: bool = False) -> str:
     """The definition as the committed file holds it: sorted keys, two-space indent."""
-    return json.dumps(definition(), indent=2, sort_keys=True) + "\n"
+    return json.dumps(definition(webhooks=webhooks), indent=2, sort_keys=True) + "\n"

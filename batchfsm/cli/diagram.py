@@ -160,7 +160,7 @@ def _batch_paths(
         from batchfsm.config import Settings
         from batchfsm.persistence import open_store
 
-        opened = store = open_store(Settings.from_env(store_url=url).store_url)
+        opened = store = open_store(Settings.from_env(store_url=url).store_url, create=False)
     try:
         edges: set[tuple[BatchStatus, BatchStatus]] = set()
         current: set[BatchStatus] = set()

@@ -1,4 +1,4 @@
-"""``batchfsm submit | poll | retry | cancel | items``: parsing and printing only.
+"""``batchfsm submit | poll | retry | cancel``: parsing and printing only.
 
 The logic lives in :mod:`batchfsm.jobs.submit`, :mod:`batchfsm.poller`, :mod:`batchfsm.jobs.retry`
 and :mod:`batchfsm.jobs.cancel`; the object graph comes from :mod:`batchfsm.wiring`.
@@ -20,17 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from batchfsm.cli.output import print_json, print_table
+from batchfsm.cli.provider import add_provider_option, limits_for
 from batchfsm.cli.store import add_store_option
 from batchfsm.cli.views import (
-    item_json,
     poll_summary_json,
     record_json,
     retry_json,
     submit_json,
 )
 from batchfsm.errors import InputFileError
-from batchfsm.jobs.input_file import ENDPOINTS, Limits
-from batchfsm.ledger.records import ItemState
+from batchfsm.jobs.input_file import ENDPOINTS, check_endpoint
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_TIMEOUT", "add_parsers"]
 
@@ -48,6 +47,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _endpoint(text: str) -> str:
+    try:  # a retired endpoint is refused saying why
+        return check_endpoint(text)
+    except InputFileError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -59,14 +65,15 @@ def _positive_int(text: str) -> int:
 
 
 def add_parsers(subparsers: Any) -> None:
-    for add in (_add_submit, _add_poll, _add_retry, _add_cancel, _add_items):
+    for add in (_add_submit, _add_poll, _add_retry, _add_cancel):
         add(subparsers)
 
 
 def _add_submit(subparsers: Any) -> None:
     submit = subparsers.add_parser("submit", help="validate a JSONL request file and send it")
     submit.add_argument("file", type=Path, help="the JSONL request file")
-    submit.add_argument("--endpoint", required=True, choices=sorted(ENDPOINTS))
+    submit.add_argument("--endpoint", required=True, type=_endpoint, metavar="ENDPOINT",
+                        help="one of " + ", ".join(sorted(ENDPOINTS)))  # fmt: skip
     submit.add_argument(
         "--metadata", action="append", default=[], metavar="KEY=VALUE",
         help="batch metadata (repeatable; at most 14 pairs, batchfsm adds two)",
@@ -83,6 +90,7 @@ def _add_submit(subparsers: Any) -> None:
         help="name the job (default: a digest of the input, so a re-run resumes)",
     )
     _max_requests_option(submit)
+    add_provider_option(submit)
     submit.add_argument("--json", action="store_true")
     add_store_option(submit)
     submit.set_defaults(func=run_submit)
@@ -124,7 +132,23 @@ def _add_poll(subparsers: Any) -> None:
         default=None,
         help="longest wait after queue-full failures ($BATCHFSM_RETRY_BACKOFF_CAP, else 1800 s)",
     )
+    poll.add_argument(
+        "--webhooks",
+        action="store_true",
+        default=None,
+        help="webhooks are configured (also implied by $OPENAI_WEBHOOK_SECRET or "
+        "$BATCHFSM_WEBHOOKS): polling is the fallback, stretched for batches that do not move",
+    )
+    poll.add_argument(
+        "--poll-ceiling",
+        type=_seconds,
+        metavar="S",
+        default=None,
+        help="with webhooks, the longest wait between polls of a batch "
+        "($BATCHFSM_POLL_CEILING, else 600 s)",
+    )
     _max_requests_option(poll)
+    add_provider_option(poll)
     _results_dir_option(poll)
     poll.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     add_store_option(poll)
@@ -135,6 +159,7 @@ def _add_retry(subparsers: Any) -> None:
     retry = subparsers.add_parser("retry", help="send the items waiting in retry as new batches")
     retry.add_argument("--job", default=None, help="only this job (default: every job)")
     _max_requests_option(retry)
+    add_provider_option(retry)
     retry.add_argument("--json", action="store_true")
     add_store_option(retry)
     retry.set_defaults(func=run_retry)
@@ -143,33 +168,18 @@ def _add_retry(subparsers: Any) -> None:
 def _add_cancel(subparsers: Any) -> None:
     cancel = subparsers.add_parser("cancel", help="ask the API to cancel a batch")
     cancel.add_argument("batch_id")
+    add_provider_option(cancel)
     cancel.add_argument("--json", action="store_true")
     add_store_option(cancel)
     cancel.set_defaults(func=run_cancel)
 
 
-def _add_items(subparsers: Any) -> None:
-    items = subparsers.add_parser("items", help="the per-request ledger")
-    items.add_argument("--job", default=None)
-    items.add_argument("--batch", default=None)
-    items.add_argument("--state", choices=[s.value for s in ItemState], default=None)
-    items.add_argument("--json", action="store_true")
-    add_store_option(items)
-    items.set_defaults(func=run_items)
-
-
 def _max_requests_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-requests", type=_positive_int, default=None, metavar="N",
-        help="at most N requests per batch (default and API maximum: 50,000); "
-        "smaller batches finish sooner",
+        help="at most N requests per batch (default and maximum: the provider's, 50,000 "
+        "on OpenAI); smaller batches finish sooner",
     )  # fmt: skip
-
-
-def _limits(args: argparse.Namespace) -> Limits:
-    if args.max_requests is None:
-        return Limits()
-    return Limits(max_requests=min(args.max_requests, Limits().max_requests))
 
 
 def _results_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -195,11 +205,15 @@ def _metadata(pairs: list[str]) -> dict[str, str]:
 def run_submit(args: argparse.Namespace) -> int:
     from batchfsm.jobs.intents import Intents
     from batchfsm.jobs.reconcile import reconcile_intents
-    from batchfsm.jobs.submit import submit_job
-    from batchfsm.wiring import runtime_from_args
+    from batchfsm.jobs.submit import check_job_id, submit_job
+    from batchfsm.providers import profile_for
+    from batchfsm.wiring import build_runtime, settings_from_args
 
     metadata = _metadata(args.metadata)
-    with runtime_from_args(args) as runtime:
+    check_job_id(args.job_id)  # before the store is opened: a bad id writes nothing
+    settings = settings_from_args(args)
+    profile_for(settings).check_endpoint(args.endpoint)  # and before any client is built
+    with build_runtime(settings) as runtime:
         reconcile_intents(Intents.of(runtime.tracker))
         result = submit_job(
             runtime.tracker,
@@ -208,7 +222,7 @@ def run_submit(args: argparse.Namespace) -> int:
             metadata=metadata,
             max_attempts=args.max_attempts,
             job_id=args.job_id,
-            limits=_limits(args),
+            limits=limits_for(args.max_requests, runtime.settings),
         )
         data = submit_json(runtime.store, result)
     if args.json:
@@ -239,6 +253,7 @@ def _print_batches(rows: list[dict[str, Any]]) -> None:
 
 
 def run_poll(args: argparse.Namespace) -> int:
+    from batchfsm.cli.main import each_cycle
     from batchfsm.cli.progress import PlainProgress, make_progress
     from batchfsm.jobs.retry import Backoff
     from batchfsm.poller import Poller
@@ -258,9 +273,12 @@ def run_poll(args: argparse.Namespace) -> int:
                     settings.backoff_base if args.backoff_base is None else args.backoff_base,
                     settings.backoff_cap if args.backoff_cap is None else args.backoff_cap,
                 ),
-                limits=_limits(args),
-                on_cycle=progress.on_cycle,
+                limits=limits_for(args.max_requests, runtime.settings),
+                on_cycle=each_cycle(progress.on_cycle),
+                webhooks=args.webhooks,
             )
+            if poller.schedule is not None and args.poll_ceiling is not None:
+                poller.schedule.ceiling = args.poll_ceiling
             try:
                 summary = poller.run(
                     until_done=args.until_done,
@@ -291,7 +309,9 @@ def run_retry(args: argparse.Namespace) -> int:
 
     with runtime_from_args(args) as runtime:
         reconcile_intents(Intents.of(runtime.tracker), job_id=args.job)
-        result = retry_items(runtime.tracker, job_id=args.job, limits=_limits(args))
+        result = retry_items(
+            runtime.tracker, job_id=args.job, limits=limits_for(args.max_requests, runtime.settings)
+        )
         data = retry_json(runtime.store, result)
     if args.json:
         print_json(data)
@@ -318,33 +338,3 @@ def run_cancel(args: argparse.Namespace) -> int:
             "(it ends once the API reports `cancelled`; `batchfsm poll` follows it)"
         )
     return 0
-
-
-def run_items(args: argparse.Namespace) -> int:
-    from batchfsm.config import Settings
-    from batchfsm.persistence import open_store
-
-    store = open_store(Settings.from_env(store_url=args.store).store_url)
-    try:
-        state = ItemState(args.state) if args.state else None
-        rows = [item_json(e) for e in store.iter_ledger(args.job, batch_id=args.batch, state=state)]
-    finally:
-        store.close()
-    if args.json:
-        print_json({"items": rows})
-        return 0
-    print_table(
-        f"{len(rows)} items",
-        ["job", "custom_id", "state", "attempts", "batches", "last error"],
-        [(r["job_id"], r["custom_id"], r["state"], r["attempts"], " ".join(r["batches"]),
-          _error_text(r["last_error"])) for r in rows],
-    )  # fmt: skip
-    return 0
-
-
-def _error_text(error: dict[str, Any] | None) -> str:
-    if not error:
-        return ""
-    code = error.get("code") or error["category"]
-    message = error.get("message") or ""
-    return f"{code}: {message}"[:80] if message else str(code)

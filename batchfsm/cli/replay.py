@@ -8,6 +8,7 @@ from typing import Any
 
 from batchfsm.cli.output import print_json, print_table
 from batchfsm.cli.views import replay_json
+from batchfsm.errors import InputFileError
 from batchfsm.fsm.history_file import read_history
 from batchfsm.fsm.replay import ReplayResult, replay
 
@@ -24,8 +25,17 @@ def add_parser(subparsers: Any) -> None:
 
 
 def replay_file(path: Path) -> ReplayResult:
-    """Read the whole file first, so bad input stops before anything is reported."""
-    return replay(list(read_history(path)))
+    """Read the whole file first, so bad input stops before anything is reported.
+
+    A file with no observation is bad input, not a batch that stayed ``validating``:
+    replaying nothing would report a final state nobody observed.
+    """
+    observations = list(read_history(path))
+    if not observations:
+        raise InputFileError(
+            "holds no observation (expected one Batch object per line)", path=str(path)
+        )
+    return replay(observations)
 
 
 def show(result: ReplayResult, *, name: str) -> None:

@@ -11,9 +11,15 @@ import argparse
 import sys
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from batchfsm.config import PROVIDER_NAMES
 from batchfsm.errors import InputFileError
+
+if TYPE_CHECKING:
+    from batchfsm.sandbox.app import SandboxApp
+    from batchfsm.sandbox.webhook_endpoints import SandboxWithWebhooks
+    from batchfsm.sandbox.webhooks import WebhookSender
 
 __all__ = ["add_parser", "run", "serve_command"]
 
@@ -32,6 +38,18 @@ def _positive(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 to 65535. Checked here: the socket layer would silently take a
+    larger number modulo 65536 and listen on some other port."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, not {text!r}")
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``sandbox`` to the ``batchfsm`` command's sub-parsers."""
     parser = subparsers.add_parser(
@@ -42,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default: %(default)s)")
     parser.add_argument(
-        "--port", type=int, default=0, help="port (default: 0, a free port is chosen)"
+        "--port", type=_port, default=0, help="port (default: 0, a free port is chosen)"
     )
     parser.add_argument("--scenario", type=Path, help="scenario JSON file (fates, faults, seed)")
     parser.add_argument(
@@ -52,7 +70,45 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="sandbox seconds per real second, e.g. 3600 (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
+    parser.add_argument(
+        "--dialect",
+        choices=PROVIDER_NAMES,
+        default="openai",
+        help="speak this provider's version of the Batch API (URL shape, auth, status "
+        "words, object shapes), to rehearse its profile (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--webhook-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="send signed batch webhooks to URL when batches end, signed with "
+        "$OPENAI_WEBHOOK_SECRET (repeatable); endpoints may also be registered through "
+        "/v1/webhook_endpoints (batchfsm webhooks register)",
+    )
     parser.set_defaults(func=run)
+
+
+def exports(root: str, dialect: str) -> list[str]:
+    """The shell lines that point batchfsm (and the official client) at a sandbox
+    speaking ``dialect`` on ``root`` (``http://host:port``)."""
+    from batchfsm.sandbox.dialects import AZURE_API_VERSION, dialect_base_url
+
+    if dialect == "azure":  # AzureOpenAI adds /openai/ and ?api-version itself
+        return [
+            "unset OPENAI_BASE_URL",
+            f"export AZURE_OPENAI_ENDPOINT={root}",
+            "export AZURE_OPENAI_API_KEY=sandbox   # any non-empty key",
+            f"export OPENAI_API_VERSION={AZURE_API_VERSION}",
+            "export BATCHFSM_PROVIDER=azure",
+        ]
+    lines = [
+        f"export OPENAI_BASE_URL={dialect_base_url(root, dialect)}",
+        "export OPENAI_API_KEY=sandbox   # any non-empty key",
+    ]
+    if dialect != "openai":  # a loopback URL names no provider: say which
+        lines.append(f"export BATCHFSM_PROVIDER={dialect}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +125,7 @@ def serve_command(
 ) -> int:
     """:func:`run` with the parts a test needs: a ``stop`` event and the output streams."""
     # Imported here so that building the ``batchfsm`` parser never needs werkzeug.
-    from batchfsm.sandbox.app import SandboxApp
+    from batchfsm.sandbox.dialects import DialectApp
     from batchfsm.sandbox.scenario import Scenario, load_scenario
     from batchfsm.sandbox.server import base_url_of, make_sandbox_server
     from batchfsm.sandbox.world import World
@@ -83,27 +139,56 @@ def serve_command(
         return EXIT_USAGE
     if args.seed is not None:
         scenario = scenario.model_copy(update={"seed": args.seed})
-    app = SandboxApp(World(scenario, time_scale=args.time_scale))
+    dialect = getattr(args, "dialect", "openai")
+    app = DialectApp(World(scenario, time_scale=args.time_scale), dialect)
+    webhooks = _webhooks(app, getattr(args, "webhook_url", []), err)
+    if webhooks is None:
+        return EXIT_USAGE
+    served, sender = webhooks
     try:
-        server = make_sandbox_server(app, host=args.host, port=args.port)
+        server = make_sandbox_server(served, host=args.host, port=args.port)
     except OSError as exc:
         print(f"batchfsm sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=err)
         return EXIT_UNAVAILABLE
-    url = base_url_of(server)
-    print(f"batchfsm sandbox listening on {url} (time scale x{args.time_scale:g})", file=out)
-    print(f"  export OPENAI_BASE_URL={url}", file=out)
-    print("  export OPENAI_API_KEY=sandbox   # any non-empty key", file=out)
-    print(f"  call counts: {url.removesuffix('/v1')}/sandbox/stats", file=out, flush=True)
+    root = base_url_of(server).removesuffix("/v1")
+    print(
+        f"batchfsm sandbox ({dialect} dialect) listening on {root} "
+        f"(time scale x{args.time_scale:g})",
+        file=out,
+    )
+    for line in exports(root, dialect):
+        print(f"  {line}", file=out)
+    print(f"  call counts: {root}/sandbox/stats", file=out)
+    for endpoint in sender.endpoints():
+        print(f"  sending signed batch webhooks to {endpoint.url}", file=out)
+    print(f"  webhook endpoints: {root}/v1/webhook_endpoints", file=out, flush=True)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
     )
     thread.start()
+    sender.start()
     try:
         (stop or threading.Event()).wait()
     except KeyboardInterrupt:
         print("batchfsm sandbox: stopped", file=out)
     finally:
+        sender.close()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
     return 0
+
+
+def _webhooks(
+    app: SandboxApp, urls: list[str], err: TextIO
+) -> tuple[SandboxWithWebhooks, WebhookSender] | None:
+    """The app with webhook endpoint management, and its sender with ``urls`` registered
+    under ``OPENAI_WEBHOOK_SECRET``; None (after saying why) if a URL has no secret."""
+    from batchfsm.config import Settings
+    from batchfsm.sandbox.webhook_endpoints import with_webhooks
+
+    secret = Settings.from_env().webhook_secret
+    if urls and secret is None:
+        print("batchfsm sandbox: --webhook-url needs OPENAI_WEBHOOK_SECRET", file=err)
+        return None
+    return with_webhooks(app, urls=urls, secret=secret.get_secret_value() if secret else None)

@@ -32,6 +32,13 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, help="write to FILE instead of stdout")
     parser.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="the variant that waits for each batch's webhook (a .waitForTaskToken task "
+        "resumed by the webhook function; its timeout falls back to a poll); "
+        "${WebhookFunctionArn} is left for DefinitionSubstitutions too",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="with -o: exit 1 if FILE differs from what would be written (CI staleness check)",
@@ -40,7 +47,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    text = render()
+    text = render(webhooks=args.webhooks)
     if args.output is None:
         if args.check:
             print("batchfsm stepfunctions: --check needs -o FILE", file=sys.stderr)

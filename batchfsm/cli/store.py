@@ -6,9 +6,11 @@ import argparse
 from typing import Any
 
 from batchfsm.cli.output import print_json, print_table
-from batchfsm.cli.views import history_json, record_json
+from batchfsm.cli.views import history_json, record_json, usage_json
 from batchfsm.config import Settings
+from batchfsm.fsm.models import BatchRecord
 from batchfsm.persistence import open_store
+from batchfsm.ports import JobStore
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +49,14 @@ def run_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def open_existing(url: str | None) -> JobStore:
+    """The store a read command looks at: never created by reading it, so a mistyped
+    path says the store does not exist (exit 2) instead of showing an empty one."""
+    return open_store(Settings.from_env(store_url=url).store_url, create=False)
+
+
 def run_status(args: argparse.Namespace) -> int:
-    store = open_store(Settings.from_env(store_url=args.store).store_url)
+    store = open_existing(args.store)
     try:
         records = store.list_batches()
     finally:
@@ -64,7 +72,9 @@ def run_status(args: argparse.Namespace) -> int:
             (
                 r["batch_id"],
                 r["job_id"],
-                r["state"] + (" (lost)" if r["lost"] else ""),
+                r["state"]
+                + (" (lost)" if r["lost"] else "")
+                + (f" ({r['undecodable']} unreadable)" if r["undecodable"] else ""),
                 _counts(r["request_counts"]),
                 r["deadline"],
                 ", ".join(r["pending_effects"]),
@@ -75,25 +85,46 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _counts(counts: dict[str, int] | None) -> str:
+def _counts(counts: dict[str, int | None] | None) -> str:
     if not counts:
         return ""
-    return f"{counts['completed']}/{counts['failed']}/{counts['total']}"
+    return "/".join(_known(counts[k]) for k in ("completed", "failed", "total"))
+
+
+def _known(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
+def _spent(record: BatchRecord) -> str:
+    """`` (model M, tokens: I in (C cached), O out (R reasoning), T total)``, or ``""``."""
+    model = record.snapshot.model if record.snapshot else None
+    usage = usage_json(record)
+    parts = [f"model {model}"] if model else []
+    if usage is not None:
+        parts.append(
+            f"tokens: {_known(usage['input_tokens'])} in ({_known(usage['cached_tokens'])} "
+            f"cached), {_known(usage['output_tokens'])} out "
+            f"({_known(usage['reasoning_tokens'])} reasoning), "
+            f"{_known(usage['total_tokens'])} total"
+        )
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def run_history(args: argparse.Namespace) -> int:
-    store = open_store(Settings.from_env(store_url=args.store).store_url)
+    store = open_existing(args.store)
     try:
-        store.load(args.batch_id)
+        record = store.load(args.batch_id)
         entries = store.history(args.batch_id)
     finally:
         store.close()
     rows = [history_json(e) for e in entries]
     if args.json:
-        print_json({"batch_id": args.batch_id, "history": rows})
+        model = record.snapshot.model if record.snapshot else None
+        usage = usage_json(record)
+        print_json({"batch_id": args.batch_id, "model": model, "usage": usage, "history": rows})
         return 0
     print_table(
-        f"history of {args.batch_id}",
+        f"history of {args.batch_id}{_spent(record)}",
         ["#", "kind", "what", "line", "at"],
         [(i, r["kind"], _describe(r), r.get("line"), r.get("at")) for i, r in enumerate(rows, 1)],
     )
@@ -105,5 +136,8 @@ def _describe(row: dict[str, Any]) -> str:
         flags = [f for f in ("implied", "undocumented") if row.get(f)]
         return f"{row['from']} -> {row['to']}" + (f" ({', '.join(flags)})" if flags else "")
     if row["kind"] == "rejection":
-        return f"rejected {row['status']!r} ({row['reason']}) in {row['current']}"
+        problems = "; ".join(row.get("problems") or ())
+        return f"rejected {row['status']!r} ({row['reason']}) in {row['current']}" + (
+            f": {problems}" if problems else ""
+        )
     return f"{row['name']} {row.get('detail') or ''}".strip()

@@ -10,8 +10,12 @@ JSON, so a shape is changed (and reviewed) here alone::
                               "cancel_requested", "request_counts": {"total",
                               "completed", "failed"} | null, "deadline", "observed_at",
                               "output_file_id", "error_file_id", "pending_effects": [...],
-                              "parent_batch_id"}
-    batchfsm history --json  {"batch_id", "history": [<transition, rejection or event>]}
+                              "parent_batch_id", "model", "usage": <usage> | null,
+                              "results_expire_at", "undecodable"}
+      <usage>                {"input_tokens", "cached_tokens", "output_tokens",
+                              "reasoning_tokens", "total_tokens"}
+    batchfsm history --json  {"batch_id", "model", "usage": <usage> | null,
+                              "history": [<transition, rejection or event>]}
     batchfsm submit --json   {"job": {"job_id", "endpoint", "source", "requests",
                                       "max_attempts", "metadata", "created_at",
                                       "resumed"},
@@ -24,7 +28,8 @@ JSON, so a shape is changed (and reviewed) here alone::
                               "retry_items", "errors"}
     batchfsm items --json    {"items": [{"job_id", "custom_id", "state", "attempts",
                                          "batches": [...], "last_error":
-                                         {"code", "message", "category"} | null}]}
+                                         {"code", "message", "category", "at",
+                                          "repeats"} | null}]}
     batchfsm cancel --json   <record>
     batchfsm replay --json   {"final_state", "transitions": [{"from", "to", "implied",
                                                               "undocumented", "line"}],
@@ -36,6 +41,12 @@ JSON, so a shape is changed (and reviewed) here alone::
       <outcome>              {"batch_id", "job_id", "fate", "expected_state", "state",
                               "path": [...], "succeeded", "retry", "failed",
                               "results": <path> | null, "parent_batch_id"}
+
+A count the API did not send (or sent as null) is ``null``: unknown, not 0.
+``results_expire_at`` is when the output and error files stop being downloadable (null
+while the batch runs or when their lifetime is unknown); ``undecodable`` counts the
+answers for the batch that were no Batch object batchfsm could read (each is in its
+history as a rejection with reason ``undecodable``).
 
 In a demo ``<outcome>``, ``retry`` counts the requests that batch handed to the retry
 round (for the retry round's own batches: those still waiting), ``failed`` those failed
@@ -71,6 +82,7 @@ __all__ = [
     "replay_json",
     "retry_json",
     "submit_json",
+    "usage_json",
 ]
 
 
@@ -96,7 +108,17 @@ def record_json(record: BatchRecord) -> dict[str, Any]:
         "error_file_id": snap.error_file_id if snap else None,
         "pending_effects": [e.key for e in record.pending_effects],
         "parent_batch_id": record.parent_batch_id,
+        "model": snap.model if snap else None,
+        "usage": usage_json(record),
+        "results_expire_at": _ts(record.results_expire_at()),
+        "undecodable": record.undecodable,
     }
+
+
+def usage_json(record: BatchRecord) -> dict[str, int | None] | None:
+    """The batch's token usage as the API last reported it (null: none reported)."""
+    usage = record.snapshot.usage if record.snapshot else None
+    return usage.model_dump() if usage is not None else None
 
 
 def history_json(entry: HistoryEntry) -> dict[str, Any]:
@@ -116,7 +138,7 @@ def item_json(entry: LedgerEntry) -> dict[str, Any]:
         "state": entry.state.value,
         "attempts": entry.attempts,
         "batches": list(entry.batches),
-        "last_error": error.model_dump() if error is not None else None,
+        "last_error": error.model_dump(mode="json") if error is not None else None,
     }
 
 

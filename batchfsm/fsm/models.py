@@ -7,198 +7,44 @@ beside the record in the store, so the record itself stays small.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import fields
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal, Self
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.dataclasses import dataclass
 
-from batchfsm.fsm.spec import ENTERED_AT_FIELD, TERMINAL, BatchStatus
+from batchfsm.errors import UndecodableSnapshotError
+from batchfsm.fsm.slotted import SlottedModel
+from batchfsm.fsm.snapshot import (
+    COMPLETION_WINDOW,
+    BatchErrorItem,
+    BatchSnapshot,
+    BatchUsage,
+    RequestCounts,
+)
+from batchfsm.fsm.spec import TERMINAL, BatchStatus
+from batchfsm.fsm.wire import problem_fingerprint
 
-COMPLETION_WINDOW = timedelta(hours=24)
-
-
-_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
-
-
-def _adapter(cls: type[Any]) -> TypeAdapter[Any]:
-    """One TypeAdapter per class, built on first use (never at import)."""
-    adapter = _ADAPTERS.get(cls)
-    if adapter is None:
-        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
-    return adapter
-
-
-class SlottedModel:
-    """The BaseModel calls we use, for slotted pydantic dataclasses.
-
-    Records held per tracked batch are slotted dataclasses rather than ``BaseModel``s:
-    a BaseModel keeps a ``__dict__`` and a set of the fields it was given, which made a
-    tracked batch cost about 6 KB; slots bring it under 1 KB (see bench/bench_engine.py).
-    They are values: never mutate one, derive a new one with :meth:`model_copy`. They
-    are not declared frozen only because a frozen dataclass pays a slow
-    ``object.__setattr__`` per field, which doubled the cost of applying an observation.
-    """
-
-    __slots__ = ()
-    _field_names: ClassVar[tuple[str, ...]]
-
-    @classmethod
-    def model_validate(cls, data: Any) -> Self:
-        result: Self = _adapter(cls).validate_python(data)
-        return result
-
-    @classmethod
-    def model_validate_json(cls, data: str | bytes) -> Self:
-        result: Self = _adapter(cls).validate_json(data)
-        return result
-
-    def model_dump(
-        self,
-        *,
-        mode: Literal["python", "json"] = "python",
-        by_alias: bool = False,
-        exclude_defaults: bool = False,
-        exclude_none: bool = False,
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = _adapter(type(self)).dump_python(
-            self,
-            mode=mode,
-            by_alias=by_alias,
-            exclude_defaults=exclude_defaults,
-            exclude_none=exclude_none,
-        )
-        return result
-
-    def model_dump_json(
-        self, *, by_alias: bool = False, exclude_defaults: bool = False, exclude_none: bool = False
-    ) -> str:
-        return (
-            _adapter(type(self))
-            .dump_json(
-                self,
-                by_alias=by_alias,
-                exclude_defaults=exclude_defaults,
-                exclude_none=exclude_none,
-            )
-            .decode()
-        )
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> Self:
-        """A shallow copy with some fields replaced, without re-validation (trusted
-        internal updates only; untrusted data goes through ``model_validate``)."""
-        cls = type(self)
-        clone = object.__new__(cls)
-        names = _NAMES.get(cls) or _names(cls)
-        if not update:
-            for name in names:
-                setattr(clone, name, getattr(self, name))
-            return clone
-        if not update.keys() <= _NAME_SETS[cls]:
-            unknown = sorted(set(update) - _NAME_SETS[cls])
-            raise AttributeError(f"{cls.__name__} has no field(s) {unknown}")
-        for name in names:  # one setattr per field: the copy is on every apply's path
-            setattr(clone, name, update[name] if name in update else getattr(self, name))
-        return clone
-
-
-_NAMES: dict[type[Any], tuple[str, ...]] = {}
-_NAME_SETS: dict[type[Any], frozenset[str]] = {}
-
-
-def _names(cls: type[Any]) -> tuple[str, ...]:
-    names = _NAMES[cls] = tuple(f.name for f in fields(cls))
-    _NAME_SETS[cls] = frozenset(names)
-    return names
-
-
-_SLOTTED = ConfigDict(extra="ignore")
+__all__ = [
+    "COMPLETION_WINDOW",
+    "BatchErrorItem",
+    "BatchRecord",
+    "BatchSnapshot",
+    "BatchUsage",
+    "EventEntry",
+    "HistoryEntry",
+    "Hop",
+    "OutboxEntry",
+    "RejectReason",
+    "RejectionEntry",
+    "RequestCounts",
+    "SlottedModel",
+    "TransitionEntry",
+]
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-@dataclass(slots=True, config=_SLOTTED)
-class BatchErrorItem(SlottedModel):
-    """One entry of ``batch.errors.data``: why a batch failed validation."""
-
-    code: str | None = None
-    message: str | None = None
-    param: str | None = None
-    line: int | None = None
-
-
-@dataclass(slots=True, config=_SLOTTED)
-class RequestCounts(SlottedModel):
-    total: int = 0
-    completed: int = 0
-    failed: int = 0
-
-
-@dataclass(slots=True, config=_SLOTTED)
-class BatchSnapshot(SlottedModel):
-    """The Batch object as one retrieve returned it; every decision of a poll uses one.
-
-    ``status`` stays the raw string so that an unknown value can be recorded verbatim.
-    Empty-string file ids (seen on clean batches) are normalised to ``None``.
-    """
-
-    status: str
-    id: str | None = None
-    endpoint: str | None = None
-    input_file_id: str | None = None
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-    model: str | None = None
-    created_at: int | None = None
-    in_progress_at: int | None = None
-    finalizing_at: int | None = None
-    completed_at: int | None = None
-    failed_at: int | None = None
-    expired_at: int | None = None
-    cancelling_at: int | None = None
-    cancelled_at: int | None = None
-    expires_at: int | None = None
-    request_counts: RequestCounts | None = None
-    errors: tuple[BatchErrorItem, ...] = ()
-    metadata: dict[str, str] | None = None
-
-    @field_validator("output_file_id", "error_file_id", mode="before")
-    @classmethod
-    def _empty_is_absent(cls, value: object) -> object:
-        return None if value == "" else value
-
-    @field_validator("errors", mode="before")
-    @classmethod
-    def _flatten_errors(cls, value: object) -> object:
-        # The API wraps them: {"object": "list", "data": [...]}; null means none.
-        if value is None:
-            return ()
-        if isinstance(value, Mapping):
-            return value.get("data") or ()
-        return value
-
-    def entered_at(self, status: BatchStatus) -> int | None:
-        value: int | None = getattr(self, ENTERED_AT_FIELD[status])
-        return value
-
-    def deadline(self) -> datetime | None:
-        """When the 24 h window closes: ``expires_at``, else ``created_at`` + 24 h."""
-        if self.expires_at is not None:
-            return datetime.fromtimestamp(self.expires_at, UTC)
-        if self.created_at is not None:
-            return datetime.fromtimestamp(self.created_at, UTC) + COMPLETION_WINDOW
-        return None
-
-    @classmethod
-    def from_api(cls, obj: Any) -> BatchSnapshot:
-        """From an ``openai`` Batch object or a plain mapping."""
-        if isinstance(obj, Mapping):
-            return cls.model_validate(obj)
-        return cls.model_validate(obj.model_dump())
 
 
 @dataclass(slots=True, kw_only=True, config=ConfigDict(extra="forbid", populate_by_name=True))
@@ -239,7 +85,10 @@ class Hop(SlottedModel):
         return hop
 
 
-RejectReason = Literal["stale", "terminal", "unknown"]
+RejectReason = Literal["stale", "terminal", "unknown", "undecodable"]
+"""Why an observation was refused: an earlier state (``stale``), after the end
+(``terminal``), a status outside the eight (``unknown``), or an answer that is not a
+Batch object we can read (``undecodable``, see :meth:`BatchRecord.with_undecodable`)."""
 
 
 class TransitionEntry(_Frozen):
@@ -248,7 +97,12 @@ class TransitionEntry(_Frozen):
 
 
 class RejectionEntry(_Frozen):
-    """An observation we refused; the raw snapshot is kept for diagnosis."""
+    """An observation we refused; the raw snapshot is kept for diagnosis.
+
+    For an ``undecodable`` answer, ``snapshot`` is the answer as sent (or
+    ``{"body": text}``), ``status`` its raw status if it had a string one, and
+    ``problems`` says what could not be read, field by field.
+    """
 
     kind: Literal["rejection"] = "rejection"
     line: int
@@ -257,6 +111,7 @@ class RejectionEntry(_Frozen):
     current: BatchStatus
     at: datetime | None = None
     snapshot: dict[str, Any] = Field(default_factory=dict)
+    problems: tuple[str, ...] = ()
 
 
 class EventEntry(_Frozen):
@@ -323,6 +178,12 @@ class BatchRecord(SlottedModel):
     """How many ledger items the batch was created with (None: not submitted through a
     job). Until the batch is terminal every one of them is ``pending``, so a poll can
     answer with counts without reading the ledger."""
+    undecodable: int = 0
+    """Answers for this batch that were not a Batch object we could read, each recorded
+    in the history; a run of the same defect counts once (as it is recorded once)."""
+    output_expires_after: int | None = None
+    """The ``output_expires_after`` seconds the batch was created with (None: not sent,
+    the files' lifetime is the provider's and unknown); see :meth:`results_expire_at`."""
 
     @model_validator(mode="after")
     def _keys_unique(self) -> Self:
@@ -352,6 +213,54 @@ class BatchRecord(SlottedModel):
 
     def deadline(self) -> datetime | None:
         return self.snapshot.deadline() if self.snapshot else None
+
+    def results_expire_at(self) -> datetime | None:
+        """When the output and error files stop being downloadable, if that is known.
+
+        The API counts ``output_expires_after`` from each file's creation, which the
+        Batch object does not carry; the files are written while the batch finalizes or
+        as it ends, so the earliest of ``finalizing_at`` and its end stamp stands in.
+        That can only make the moment early, never late: warnings come in time. None
+        before the batch ends, or when the lifetime or the stamps are unknown.
+        """
+        snap = self.snapshot
+        if self.output_expires_after is None or snap is None or not self.terminal:
+            return None
+        stamps = [
+            s
+            for s in (snap.finalizing_at, snap.completed_at, snap.expired_at, snap.cancelled_at)
+            if s is not None
+        ]
+        if not stamps:
+            return None
+        return datetime.fromtimestamp(min(stamps) + self.output_expires_after, UTC)
+
+    def with_undecodable(
+        self, error: UndecodableSnapshotError, *, at: datetime | None
+    ) -> tuple[BatchRecord, RejectionEntry] | None:
+        """The record after an answer it cannot take, and the rejection to record; None
+        when the same defect was recorded last and nothing was accepted since (nothing
+        to write, nothing to log at ERROR again). State, snapshot and outbox are kept:
+        the batch loses nothing it had."""
+        fingerprint = problem_fingerprint(error.problems)
+        if self.last_rejection == fingerprint:
+            return None
+        seq = self.observations + 1
+        entry = RejectionEntry(
+            line=seq,
+            status=error.status or "",
+            reason="undecodable",
+            current=self.state,
+            at=at,
+            snapshot=dict(error.raw),
+            problems=error.problems,
+        )
+        update = {
+            "observations": seq,
+            "last_rejection": fingerprint,
+            "undecodable": self.undecodable + 1,
+        }
+        return self.model_copy(update=update), entry
 
     def with_effect(self, key: str, **changes: Any) -> BatchRecord:
         """A copy with one outbox entry changed (e.g. ``done=True``)."""

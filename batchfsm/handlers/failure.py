@@ -36,14 +36,15 @@ import orjson
 from batchfsm.fsm.models import BatchErrorItem
 from batchfsm.handlers.base import EffectContext
 from batchfsm.handlers.harvest import fetch, ingest_files, log_settlement, scratch_dir
-from batchfsm.handlers.settle import apply_fates, max_attempts_for, submitted_ids
+from batchfsm.handlers.settle import apply_fates, max_attempts_for, sender_of, submitted_ids
+from batchfsm.ledger.records import QUEUE_FULL_CODE
 from batchfsm.ledger.rules import Fate, input_fate, queue_full_fate
 
 __all__ = ["QUEUE_FULL_CODES", "FailureVerdict", "classify_failure", "judge_failure"]
 
 logger = logging.getLogger(__name__)
 
-QUEUE_FULL_CODES = frozenset({"token_limit_exceeded"})
+QUEUE_FULL_CODES = frozenset({QUEUE_FULL_CODE})
 MAX_ERRORS_RECORDED = 20
 """errors.data entries copied into the history event (the sandbox, like the API, may
 report up to 100)."""
@@ -66,7 +67,7 @@ def judge_failure(errors: Sequence[BatchErrorItem]) -> FailureVerdict:
         return FailureVerdict(False, "batch_failed", "the batch failed without errors.data")
     if all(e.code in QUEUE_FULL_CODES for e in errors):
         first = errors[0]
-        return FailureVerdict(True, first.code or "token_limit_exceeded", first.message or "")
+        return FailureVerdict(True, first.code or QUEUE_FULL_CODE, first.message or "")
     rejected = [e for e in errors if e.code not in QUEUE_FULL_CODES]
     first = rejected[0]
     culprits: dict[int, BatchErrorItem] = {}
@@ -174,7 +175,8 @@ def classify_failure(ctx: EffectContext) -> None:
         _announce(ctx, verdict, items=0)
         ctx.note("failure_classified", verdict=_name(verdict), errors=recorded, settled=0)
         return
-    submitted = submitted_ids(ctx.store, job_id, record.batch_id)
+    sender = sender_of(record)
+    submitted = submitted_ids(ctx.store, job_id, record.batch_id, sender=sender)
     if not submitted.pending:
         return  # classified before
     fates: dict[str, Fate] = {}
@@ -200,6 +202,7 @@ def classify_failure(ctx: EffectContext) -> None:
         fates=fates,
         unaccounted=unaccounted,
         max_attempts=max_attempts_for(ctx.store, job_id, ctx.settings),
+        sender=sender,
     )
     log_settlement(ctx, pending=submitted.pending, fates=fates, tally=tally)
     ctx.note("failure_classified", verdict=_name(verdict), errors=recorded, **tally.as_detail())

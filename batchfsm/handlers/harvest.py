@@ -17,15 +17,22 @@ https://platform.openai.com/docs/guides/batch). Steps:
 Crash safety follows from that order. A crash before step 3 repeats everything. A crash
 between 3 and 4 finds the batch delivered (``sink.has``): the files are parsed again to
 settle the ledger, but nothing is written twice. A crash inside 4 leaves some entries
-settled; those are skipped on the re-run. Delivery always happens before any entry of
+settled; those are skipped on the re-run, and so are those a retry intent claimed in the
+meantime (:func:`~batchfsm.handlers.settle.awaits`). Delivery always happens before any entry of
 the batch is settled, so whichever run publishes, it publishes the complete set.
 
-A 404 on a file (files expire) is not retried for ever: the batch history records it,
-an alert is raised once, and the file's requests count as missing (retried without
-spending an attempt; the paid-for results in a vanished output file are lost). If the
-output file vanished *after* the results were delivered (a crash, then expiry), the
-delivered ids are read back from the sink when it can replay them
-(:class:`DirectorySink` can), so no result is delivered twice.
+A 404 on a file is not retried for ever: the batch history records it, an alert is
+raised once, and the file's requests go back to ``retry`` without spending an attempt
+(the paid-for results in a vanished output file are lost). After the moment the files
+were created to expire (:meth:`~batchfsm.fsm.models.BatchRecord.results_expire_at`,
+from the ``output_expires_after`` the batch was created with) that 404 is
+``results_expired``: logged at ERROR, alerted, and the fate of every request left
+unsettled; before it, or when the moment is unknown, they are *missing*. A harvest that
+failed before and runs again in the last quarter of that lifetime (at most the last
+24 h) warns once that the files are about to go (``results_expiring``). If the output
+file vanished *after* the results were delivered (a crash, then expiry), the delivered
+ids are read back from the sink when it can replay them (:class:`DirectorySink` can),
+so no result is delivered twice.
 """
 
 from __future__ import annotations
@@ -41,14 +48,24 @@ from pathlib import Path
 
 from batchfsm.errors import BatchNotFoundError, HandlerError
 from batchfsm.handlers.base import EffectContext
+from batchfsm.handlers.expiry import expired_at, results_expired, warn_if_expiring
 from batchfsm.handlers.settle import (
     Submitted,
     apply_fates,
     max_attempts_for,
+    sender_of,
     submitted_ids,
 )
 from batchfsm.ledger.result_lines import OutcomeKind, iter_outcomes
-from batchfsm.ledger.rules import MISSING, SUCCEEDED, Fate, Tally, fate_for_line, merge
+from batchfsm.ledger.rules import (
+    MISSING,
+    RESULTS_EXPIRED,
+    SUCCEEDED,
+    Fate,
+    Tally,
+    fate_for_line,
+    merge,
+)
 from batchfsm.ports import QuarantinedLine, ReplayableSink
 
 __all__ = ["Ingested", "harvest", "ingest_files", "scratch_dir"]
@@ -75,6 +92,8 @@ class Ingested:
     already_delivered: bool = False
     gone: list[str] = field(default_factory=list)
     """Which files answered 404 (``"output"``, ``"error"``)."""
+    expired: list[str] = field(default_factory=list)
+    """Which of those answered 404 after their expiry (``results_expired``)."""
 
     def detail(self) -> dict[str, object]:
         return {
@@ -84,6 +103,7 @@ class Ingested:
             "results_written": self.written,
             "already_delivered": self.already_delivered,
             "files_gone": list(self.gone),
+            "files_expired": list(self.expired),
         }
 
 
@@ -137,6 +157,10 @@ def fetch(ctx: EffectContext, file_id: str | None, dest: Path, what: str) -> Pat
     try:
         return ctx.gateway.download(file_id, dest)
     except BatchNotFoundError as exc:
+        expired = expired_at(ctx) if what in ("output", "error") else None
+        if expired is not None:
+            results_expired(ctx, what, file_id, expired)
+            return None
         ctx.note("file_gone", file=what, file_id=file_id, error=str(exc))
         ctx.alert(
             f"{what}_file_gone",
@@ -145,6 +169,16 @@ def fetch(ctx: EffectContext, file_id: str | None, dest: Path, what: str) -> Pat
             file_id=file_id,
         )
         return None
+
+
+def _local_failure(exc: OSError) -> str:
+    """One line for a local file that cannot be written: nothing is settled, so the
+    effect stays owed and delivers everything once the folder is usable again."""
+    where = f" to {exc.filename}" if exc.filename else ""
+    return (
+        f"cannot write results{where}: {exc.strerror or exc}; nothing is lost, the "
+        "batch is harvested once this is fixed"
+    )
 
 
 def _key(ctx: EffectContext) -> str:
@@ -172,6 +206,8 @@ def ingest_files(ctx: EffectContext, *, job_id: str, submitted: Submitted) -> In
                 files.append((path, what))
             elif file_id:
                 out.gone.append(what)
+                if expired_at(ctx) is not None:
+                    out.expired.append(what)
         if files:
             successes = itertools.chain.from_iterable(
                 scanner.successes(path, what) for path, what in files
@@ -259,6 +295,15 @@ def log_settlement(
             ", ".join(sample),
             extra={"batch_id": batch_id, "missing": missing},
         )
+    expired = tally.reasons.get(RESULTS_EXPIRED.reason, 0)
+    if expired:
+        logger.error(
+            "batch %s: %d requests lost their results to expired files (results_expired), "
+            "back to retry without spending an attempt",
+            batch_id,
+            expired,
+            extra={"batch_id": batch_id, "results_expired": expired},
+        )
     logger.info(
         "batch %s: settled %d items %s",
         batch_id,
@@ -276,11 +321,16 @@ def harvest(ctx: EffectContext) -> None:
         logger.warning("batch %s: belongs to no job, nothing to settle", record.batch_id)
         ctx.note("harvest_skipped", reason="the batch belongs to no job (no ledger)")
         return
-    submitted = submitted_ids(ctx.store, job_id, record.batch_id)
+    sender = sender_of(record)
+    submitted = submitted_ids(ctx.store, job_id, record.batch_id, sender=sender)
     if not submitted.pending:
         logger.debug("batch %s: nothing pending, already harvested", record.batch_id)
         return
-    ingested = ingest_files(ctx, job_id=job_id, submitted=submitted)
+    warn_if_expiring(ctx)
+    try:
+        ingested = ingest_files(ctx, job_id=job_id, submitted=submitted)
+    except OSError as exc:  # the results folder (or scratch space) is unusable
+        raise HandlerError(_local_failure(exc), effect_key=_key(ctx)) from exc
     if ingested.foreign:
         logger.warning(
             "batch %s: %d result lines name requests this batch never carried, e.g. %s",
@@ -294,14 +344,21 @@ def harvest(ctx: EffectContext) -> None:
         batch_id=record.batch_id,
         ids=submitted.pending,
         fates=ingested.fates,
-        unaccounted=MISSING,
+        # a file that expired unread leaves its requests' fate unknown: no attempt spent
+        unaccounted=RESULTS_EXPIRED if ingested.expired else MISSING,
         max_attempts=max_attempts_for(ctx.store, job_id, ctx.settings),
+        sender=sender,
     )
     log_settlement(ctx, pending=submitted.pending, fates=ingested.fates, tally=tally)
+    snapshot = record.snapshot
+    usage = snapshot.usage if snapshot is not None else None
     ctx.note(
         "harvested",
         status=record.state.value,
         missing=tally.reasons.get(MISSING.reason, 0),
+        results_expired=tally.reasons.get(RESULTS_EXPIRED.reason, 0),
+        model=snapshot.model if snapshot is not None else None,
+        usage=usage.model_dump() if usage is not None else None,
         **ingested.detail(),
         **tally.as_detail(),
     )

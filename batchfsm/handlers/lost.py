@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from batchfsm.handlers.base import EffectContext
-from batchfsm.handlers.settle import apply_fates, max_attempts_for, submitted_ids
+from batchfsm.handlers.settle import apply_fates, max_attempts_for, sender_of, submitted_ids
 from batchfsm.ledger.rules import LOST
 
 __all__ = ["release_lost"]
@@ -25,7 +25,8 @@ def release_lost(ctx: EffectContext) -> None:
     job_id = record.job_id
     if job_id is None:
         return
-    submitted = submitted_ids(ctx.store, job_id, record.batch_id)
+    sender = sender_of(record)
+    submitted = submitted_ids(ctx.store, job_id, record.batch_id, sender=sender)
     if not submitted.pending:
         return
     tally = apply_fates(
@@ -36,6 +37,7 @@ def release_lost(ctx: EffectContext) -> None:
         fates={},
         unaccounted=LOST,
         max_attempts=max_attempts_for(ctx.store, job_id, ctx.settings),
+        sender=sender,
     )
     logger.warning(
         "batch %s: lost; %d pending items released for retry",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from batchfsm.errors import AuthenticationFailedError, HandlerError
 from batchfsm.fsm.models import BatchRecord, EventEntry, OutboxEntry
 from batchfsm.handlers.base import EffectContext, HandlerRegistry, RecoveryHandler
 from batchfsm.persistence.optimistic import retry_on_conflict
@@ -108,7 +109,12 @@ class OutboxRunner:
             failed.append(key)
             return self._finish(record, key, error=f"no handler {effect.handler!r}")
         ctx = self.context(record, effect)
-        error = self._call(handler, ctx, key)
+        try:
+            error = self._call(handler, ctx, key)
+        except AuthenticationFailedError as exc:  # the key: release the lease, end the run
+            failed.append(key)
+            self._finish(record, key, error=f"{type(exc).__name__}: {exc}", ctx=ctx)
+            raise
         (ran if error is None else failed).append(key)
         return self._finish(record, key, error=error, ctx=ctx)
 
@@ -210,6 +216,17 @@ class OutboxRunner:
         batch_id = ctx.record.batch_id
         try:
             handler(ctx)
+        except AuthenticationFailedError:
+            raise  # not this effect's fault: every effect would fail the same way
+        except HandlerError as exc:  # explained in one line: no traceback
+            logger.error(
+                "batch %s: effect %s failed: %s",
+                batch_id,
+                key,
+                exc.detail,
+                extra={"batch_id": batch_id, "effect": key, "cause": exc.detail},
+            )
+            return f"{type(exc).__name__}: {exc}"
         except Exception as exc:
             logger.exception(
                 "batch %s: effect %s failed",

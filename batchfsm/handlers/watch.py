@@ -10,6 +10,9 @@ the original used its own submit time instead):
   24 h (:meth:`~batchfsm.fsm.models.BatchSnapshot.deadline`).
 * ``past_deadline`` - still not terminal after the deadline (e.g. stuck finalizing).
   A batch first seen past its deadline gets this alert only, not the earlier warnings.
+* Neither deadline alert fires for a provider that does not expire batches (Azure's
+  global batch runs past ``expires_at``: :attr:`~batchfsm.providers.ProviderProfile.expires`),
+  where both would be false.
 * ``finalizing_slow`` / ``cancelling_slow`` - in that state for longer than
   ``finalizing_alert_minutes`` (30) / ``cancelling_alert_minutes`` (10), counted from the
   snapshot's ``finalizing_at`` / ``cancelling_at``.
@@ -22,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from batchfsm.fsm.models import COMPLETION_WINDOW
 from batchfsm.fsm.spec import BatchStatus
 from batchfsm.handlers.base import EffectContext
+from batchfsm.providers import profile_for
 
 __all__ = ["deadline_key", "watch"]
 
@@ -44,7 +48,7 @@ def watch(ctx: EffectContext) -> None:
         return  # watching a state we already left is pointless
     now = ctx.now
     state = record.state.value
-    deadline = record.deadline()
+    deadline = record.deadline() if profile_for(ctx.settings).expires else None
     if deadline is not None:
         if now >= deadline:
             ctx.alert(

@@ -12,6 +12,9 @@ record per line (custom_id, size, embedding-input count), not the text. A chunk 
 its own lines' text, so peak memory is one chunk (at most ``max_bytes``), never the
 file.
 
+Endpoints: every one the API takes for batches (:mod:`batchfsm.jobs.endpoints`); a
+retired one (``/v1/videos``) is refused with the reason.
+
 Limits per batch (https://platform.openai.com/docs/guides/batch): 50,000 requests,
 200 MB of input file, and for ``/v1/embeddings`` 50,000 embedding inputs summed over all
 requests, where each element of an array ``input`` counts once, a string counts 1, and a
@@ -31,21 +34,21 @@ from typing import Any
 import orjson
 
 from batchfsm.errors import InputFileError
+from batchfsm.jobs.endpoints import ENDPOINTS, MODEL_OPTIONAL, RETIRED_ENDPOINTS, check_endpoint
 
 __all__ = [
     "ENDPOINTS",
+    "RETIRED_ENDPOINTS",
     "Chunk",
     "InputSummary",
     "Limits",
     "RequestLine",
+    "check_endpoint",
     "plan_chunks",
     "validate_input",
     "write_chunk",
 ]
 
-ENDPOINTS = frozenset(
-    {"/v1/embeddings", "/v1/chat/completions", "/v1/responses", "/v1/completions"}
-)
 EMBEDDINGS = "/v1/embeddings"
 
 
@@ -107,7 +110,8 @@ class InputSummary:
 
     path: Path
     endpoint: str
-    model: str
+    model: str | None
+    """None: the requests name no model (the endpoint's default, where it has one)."""
     requests: int
     size: int
     embedding_inputs: int
@@ -121,14 +125,10 @@ def validate_input(path: Path, endpoint: str, *, limits: Limits | None = None) -
     first problem, naming the path, the 1-based line and the field."""
     limits = limits or Limits()
     path = Path(path)
-    if endpoint not in ENDPOINTS:
-        raise InputFileError(
-            f"endpoint {endpoint!r} is not one of {sorted(ENDPOINTS)}", path=str(path)
-        )
+    check_endpoint(endpoint, path=str(path))
     infos, model = _check_lines(path, endpoint, limits)
     if not infos:
         raise InputFileError("empty_file: the file has no requests", path=str(path))
-    assert model is not None
     return InputSummary(
         path=path,
         endpoint=endpoint,
@@ -148,6 +148,7 @@ def _check_lines(path: Path, endpoint: str, limits: Limits) -> tuple[list[_LineI
     infos: list[_LineInfo] = []
     model: str | None = None
     model_line = 0
+    optional = endpoint in MODEL_OPTIONAL
     for number, raw in _numbered_lines(path):
         obj = _parse(raw, path, number)
         custom_id = _custom_id(obj, path, number)
@@ -161,13 +162,13 @@ def _check_lines(path: Path, endpoint: str, limits: Limits) -> tuple[list[_LineI
         seen[custom_id] = number
         _check_request(obj, endpoint, path, number)
         body: dict[str, Any] = obj["body"]
-        line_model = _model(body, path, number)
-        if model is None:
+        line_model = _model(body, path, number, optional=optional)
+        if not model_line:
             model, model_line = line_model, number
         elif line_model != model:
             raise _error(
-                f"model_mismatch: {line_model!r} differs from {model!r} (line {model_line}); "
-                "a batch takes one model",
+                f"model_mismatch: {_named(line_model)} differs from {_named(model)} "
+                f"(line {model_line}); a batch takes one model",
                 path,
                 number,
                 "body.model",
@@ -328,11 +329,17 @@ def _custom_id(obj: dict[str, Any], path: Path, number: int) -> str:
     return custom_id
 
 
-def _model(body: dict[str, Any], path: Path, number: int) -> str:
+def _model(body: dict[str, Any], path: Path, number: int, *, optional: bool) -> str | None:
     model = body.get("model")
+    if model is None and optional:
+        return None
     if not isinstance(model, str) or not model:
         raise _error("body.model must be a non-empty string", path, number, "body.model")
     return model
+
+
+def _named(model: str | None) -> str:
+    return repr(model) if model is not None else "no model (the endpoint's default)"
 
 
 def _check_request(obj: dict[str, Any], endpoint: str, path: Path, number: int) -> None:

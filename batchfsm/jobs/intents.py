@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,15 +39,16 @@ from batchfsm.errors import (
     DuplicateJobError,
     GatewayError,
     GatewayUnavailableError,
-    InputFileError,
     RateLimitedError,
     StaleJobError,
 )
 from batchfsm.fsm.models import BatchRecord, BatchSnapshot, EventEntry
 from batchfsm.jobs.claims import claim_items, owned_entries
 from batchfsm.jobs.input_file import write_chunk
+from batchfsm.jobs.metadata import INTENT_KEY, JOB_KEY
 from batchfsm.ledger.records import (
     CLOSED_INTENT_STATES,
+    QUEUE_FULL_CODE,
     ErrorCategory,
     IntentState,
     ItemError,
@@ -63,44 +64,13 @@ if TYPE_CHECKING:
     from batchfsm.ports import BatchGateway, Clock, JobStore
     from batchfsm.tracker import Tracker
 
-__all__ = ["INTENT_KEY", "JOB_KEY", "Intents", "check_metadata", "lease_ends"]
+__all__ = ["Intents", "lease_ends"]
 
 logger = logging.getLogger(__name__)
-
-JOB_KEY = "batchfsm_job"
-INTENT_KEY = "batchfsm_intent"
-RESERVED_KEYS = frozenset({JOB_KEY, INTENT_KEY})
-MAX_METADATA_PAIRS = 16
-MAX_KEY_CHARS = 64
-MAX_VALUE_CHARS = 512
 
 INPUT_REJECTIONS = frozenset({400, 413, 422})
 """Answers that reject the request itself: sending it again would be refused again.
 (401/403 are about the key, 404 about the uploaded file: those items are not at fault.)"""
-
-
-def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    """The user's batch metadata, checked against the API's limits *including* the two
-    pairs batchfsm adds (so at most 14 of the user's own)."""
-    for key, value in metadata.items():
-        where = f"metadata.{key}"
-        if key in RESERVED_KEYS:
-            raise InputFileError(f"{key!r} is reserved for batchfsm", field=where)
-        if not key or len(key) > MAX_KEY_CHARS:
-            raise InputFileError(f"keys must be 1-{MAX_KEY_CHARS} characters", field=where)
-        if len(value) > MAX_VALUE_CHARS:
-            raise InputFileError(
-                f"value is {len(value)} characters, over the limit of {MAX_VALUE_CHARS}",
-                field=where,
-            )
-    room = MAX_METADATA_PAIRS - len(RESERVED_KEYS)
-    if len(metadata) > room:
-        raise InputFileError(
-            f"{len(metadata)} metadata pairs given; the API allows {MAX_METADATA_PAIRS} and "
-            f"batchfsm uses {len(RESERVED_KEYS)}, so at most {room}",
-            field="metadata",
-        )
-    return dict(metadata)
 
 
 def lease_ends(intent: SubmitIntent, lease_seconds: float) -> datetime:
@@ -242,13 +212,30 @@ class Intents:
         except BatchNotFoundError:
             self.close(intent, state=IntentState.PLANNED, file_id=None)
             raise
-        except (RateLimitedError, GatewayUnavailableError):
-            raise
         except GatewayError as exc:
+            if exc.code == QUEUE_FULL_CODE and exc.status_code in (400, 429):
+                self._queue_full(intent, exc)
+                return None
+            if isinstance(exc, RateLimitedError | GatewayUnavailableError):
+                raise
             if exc.status_code is not None and 400 <= exc.status_code < 500:
                 self.abandon(intent, reason=f"create refused: {exc}", failure=_rejection(exc))
             raise
         return self.adopt(job, intent, snapshot)
+
+    def _queue_full(self, intent: SubmitIntent, exc: GatewayError) -> None:
+        """The model's enqueued-token queue is full (Azure refuses the create with 400
+        ``token_limit_exceeded`` in regions that fail fast; a proxy may answer 429): the
+        requests are fine and only have to wait, so they go back to ``retry`` with no
+        attempt spent, exactly as after a batch that failed validation with that code,
+        and wait out the queue-full backoff (:mod:`batchfsm.jobs.retry`)."""
+        failure = ItemError(
+            code=QUEUE_FULL_CODE,
+            message=str(exc)[:500],
+            category=ErrorCategory.QUEUE_FULL,
+            at=self.clock.now(),
+        )
+        self.abandon(intent, reason=f"create refused, the queue is full: {exc}", failure=failure)
 
     def adopt(self, job: JobRecord, intent: SubmitIntent, snapshot: BatchSnapshot) -> BatchRecord:
         """Record a created batch: ledger first (so a harvest racing us finds its items),
@@ -298,7 +285,14 @@ class Intents:
         ``pending``, free for a resumed submit to claim.
         """
         update_ledger(self.store, intent.job_id, list(intent.custom_ids), _release(intent, failure))
-        if failure is not None:
+        if failure is not None and failure.category == ErrorCategory.QUEUE_FULL:
+            logger.warning(
+                "intent %s: %d requests wait in retry (no attempt spent): %s",
+                intent.intent_id,
+                len(intent.custom_ids),
+                reason,
+            )
+        elif failure is not None:
             logger.error(
                 "intent %s abandoned, its %d requests failed: %s",
                 intent.intent_id,
@@ -363,6 +357,10 @@ def _release(intent: SubmitIntent, failure: ItemError | None) -> Change:
             return None
         if entry.state is not ItemState.PENDING:
             return None
+        if failure is not None and failure.category == ErrorCategory.QUEUE_FULL:
+            return entry.model_copy(
+                update={"state": ItemState.RETRY, "last_error": _repeated(entry, failure)}
+            )
         if failure is not None:
             return entry.model_copy(update={"state": ItemState.FAILED, "last_error": failure})
         if not entry.batches:
@@ -370,6 +368,14 @@ def _release(intent: SubmitIntent, failure: ItemError | None) -> Change:
         return entry.model_copy(update={"state": ItemState.RETRY})
 
     return change
+
+
+def _repeated(entry: LedgerEntry, failure: ItemError) -> ItemError:
+    """``failure``, counting how many times in a row the entry met the same error."""
+    last = entry.last_error
+    if last is not None and (last.category, last.code) == (failure.category, failure.code):
+        return failure.model_copy(update={"repeats": last.repeats + 1})
+    return failure
 
 
 def _rejection(exc: GatewayError) -> ItemError | None:

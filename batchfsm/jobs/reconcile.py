@@ -4,10 +4,10 @@ On the next start every open intent whose lease has run out is taken over (a
 conditional write, so two reconcilers never both act) and finished from what the API
 and the ledger say:
 
-* ``uploaded``: the batch may exist. The account's batches are listed (once per
-  reconcile, and only if such an intent exists) and searched for
-  ``metadata.batchfsm_intent``: a batch found is adopted (no duplicate), none found is
-  created now from the uploaded file (no orphan);
+* ``uploaded``: the batch may exist. The account's batches are listed (newest first,
+  only if such an intent exists, and only back to the oldest open intent's creation
+  time) and searched for ``metadata.batchfsm_intent``: a batch found is adopted (no
+  duplicate), none found is created now from the uploaded file (no orphan);
 * ``planned`` with entries it claimed: launched now from the ledger's original lines;
 * ``planned`` with none: abandoned.
 
@@ -18,13 +18,16 @@ others.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from batchfsm.errors import GatewayError, StaleJobError
+from batchfsm.errors import AuthenticationFailedError, GatewayError, StaleJobError
 from batchfsm.jobs.claims import owned_entries
-from batchfsm.jobs.intents import INTENT_KEY, Intents, lease_ends
+from batchfsm.jobs.intents import Intents, lease_ends
+from batchfsm.jobs.metadata import INTENT_KEY
+from batchfsm.jobs.owners import owner_is_gone
 from batchfsm.ledger.records import IntentState, SubmitIntent
 
 if TYPE_CHECKING:
@@ -33,6 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["ReconcileReport", "reconcile_intents"]
 
 logger = logging.getLogger(__name__)
+
+CLOCK_SKEW = timedelta(minutes=15)
+"""How far the API's clock (a batch's ``created_at``) may lag ours (an intent's
+``created_at``) before a reconcile would stop reading the batch list too early."""
 
 
 @dataclass
@@ -66,9 +73,12 @@ def reconcile_intents(
     report = ReconcileReport()
     early = timedelta(seconds=0 if min_age is None else intents.lease_seconds - min_age)
     now = intents.clock.now()
-    remote = _RemoteIntents(intents)
-    for seen in intents.store.list_intents(job_id, open_only=True):
-        if now < lease_ends(seen, intents.lease_seconds) - early:
+    open_intents = intents.store.list_intents(job_id, open_only=True)
+    uploaded = [i.created_at for i in open_intents if i.state == IntentState.UPLOADED]
+    remote = _RemoteIntents(intents, min(uploaded, default=None))
+    for seen in open_intents:
+        live = now < lease_ends(seen, intents.lease_seconds) - early
+        if live and not owner_is_gone(seen.lease_owner):  # a crashed owner: take it now
             report.in_flight.append(seen.intent_id)
             continue
         try:  # take it: a conditional write, so two reconcilers never both act
@@ -78,6 +88,8 @@ def reconcile_intents(
             continue
         try:
             outcome = _finish(intents, intent, remote, report)
+        except AuthenticationFailedError:
+            raise  # the key, not this intent: the next one would fail the same way
         except GatewayError as exc:
             logger.warning("intent %s left open: %s", intent.intent_id, exc)
             outcome = report.failed if intents.is_open(intent) else report.abandoned
@@ -91,7 +103,7 @@ def _finish(
     """Carry one taken-over intent to its end; returns the report's list it belongs in."""
     job = intents.store.load_job(intent.job_id)
     if intent.state == IntentState.UPLOADED:
-        found = remote.find(intent.intent_id)
+        found = remote.find(intent.intent_id, intent.file_id)
         if found is not None:
             intents.adopt(job, intent, found)
             return report.adopted
@@ -103,23 +115,51 @@ def _finish(
 
 
 class _RemoteIntents:
-    """The account's batches that carry an intent id, listed on first use only."""
+    """The account's batches that carry an intent id, read page by page on demand.
 
-    def __init__(self, intents: Intents) -> None:
+    The list is newest first, and a batch of an intent is created after the intent was
+    written, so the walk stops at the oldest open intent's creation time (less
+    :data:`CLOCK_SKEW` for the two clocks) instead of reading the organisation's whole
+    batch history: a reconcile costs the pages of batches created since then, and none
+    at all when no ``uploaded`` intent needs it.
+    """
+
+    def __init__(self, intents: Intents, oldest: datetime | None) -> None:
         self._intents = intents
-        self._found: dict[str, BatchSnapshot] | None = None
+        self._cutoff = None if oldest is None else (oldest - CLOCK_SKEW).timestamp()
+        self._found: dict[str, BatchSnapshot] = {}
+        self._by_file: dict[str, BatchSnapshot] = {}
+        self._pages: Iterator[BatchSnapshot] | None = None
+        self._done = False
 
-    def find(self, intent_id: str) -> BatchSnapshot | None:
-        if self._found is None:
-            self._found = self._list()
-        return self._found.get(intent_id)
+    def find(self, intent_id: str, file_id: str | None) -> BatchSnapshot | None:
+        """The batch tagged with ``intent_id``, else the one created from the intent's
+        uploaded file (a provider that drops batch metadata, such as Together: the file
+        was uploaded by this intent alone, so a batch made from it is the intent's)."""
+        while not self._done and intent_id not in self._found and file_id not in self._by_file:
+            self._read_one()
+        found = self._found.get(intent_id)
+        return found if found is not None or file_id is None else self._by_file.get(file_id)
 
-    def _list(self) -> dict[str, BatchSnapshot]:
-        gateway = self._intents.gateway
-        assert gateway is not None
-        found: dict[str, BatchSnapshot] = {}
-        for snapshot in gateway.iter_batches():
-            intent_id = (snapshot.metadata or {}).get(INTENT_KEY)
-            if intent_id and intent_id not in found:  # newest first: the first one wins
-                found[intent_id] = snapshot
-        return found
+    def _read_one(self) -> None:
+        if self._pages is None:
+            gateway = self._intents.gateway
+            assert gateway is not None
+            self._pages = gateway.iter_batches()
+        try:
+            snapshot = next(self._pages, None)
+        except GatewayError:
+            self._pages = None  # a failed page ends the generator: start over next time
+            raise
+        if snapshot is None:
+            self._done = True
+            return
+        created = snapshot.created_at
+        if self._cutoff is not None and created is not None and created < self._cutoff:
+            self._done = True  # older than every open intent: no batch of ours beyond
+            return
+        intent_id = (snapshot.metadata or {}).get(INTENT_KEY)
+        if intent_id and intent_id not in self._found:  # newest first: the first one wins
+            self._found[intent_id] = snapshot
+        if snapshot.input_file_id and snapshot.input_file_id not in self._by_file:
+            self._by_file[snapshot.input_file_id] = snapshot

@@ -135,7 +135,8 @@ def _ready_at(
     backoff: Backoff,
     records: dict[str, BatchRecord | None],
 ) -> datetime | None:
-    """When a queue-full item may go again: its last failure plus the backoff."""
+    """When a queue-full item may go again: its last failure plus the backoff, doubling
+    with each queue-full failure in a row (failed batches and refused creates alike)."""
 
     def load(batch_id: str) -> BatchRecord | None:
         if batch_id not in records:
@@ -145,14 +146,19 @@ def _ready_at(
                 records[batch_id] = None
         return records[batch_id]
 
+    error = entry.last_error
+    failed_batches = sum(
+        1 for b in entry.batches if (r := load(b)) is not None and r.state is BatchStatus.FAILED
+    )
+    if error is not None and error.at is not None:  # a create refused: no batch records it
+        failures = max(error.repeats, failed_batches + 1)
+        return error.at + timedelta(seconds=backoff.delay(failures))
     if not entry.batches:
         return None
     last = load(entry.batches[-1])
     if last is None:
         return None
-    failures = sum(
-        1 for b in entry.batches if (r := load(b)) is not None and r.state is BatchStatus.FAILED
-    )
+    failures = failed_batches
     # The API's failed_at, but never later than we saw the failure: the two clocks may
     # disagree (a sped-up sandbox, skew), and ours is the one the wait is measured on.
     moments = [last.observed_at or tracker.clock.now()]

@@ -29,15 +29,17 @@ from batchfsm.errors import DuplicateJobError, InputFileError
 from batchfsm.fsm.models import BatchRecord
 from batchfsm.jobs.claims import closed_intents
 from batchfsm.jobs.input_file import Limits, plan_chunks
-from batchfsm.jobs.intents import Intents, check_metadata
+from batchfsm.jobs.intents import Intents
+from batchfsm.jobs.metadata import check_metadata
 from batchfsm.jobs.reconcile import reconcile_intents
 from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry
 from batchfsm.persistence.ledger_writer import Change
+from batchfsm.persistence.sinks import unsafe_name
 
 if TYPE_CHECKING:
     from batchfsm.tracker import Tracker
 
-__all__ = ["SubmitResult", "job_id_for", "submit_job"]
+__all__ = ["SubmitResult", "check_job_id", "job_id_for", "submit_job"]
 
 _DIGEST_BLOCK = 1024 * 1024
 
@@ -65,6 +67,18 @@ def job_id_for(path: Path, endpoint: str, metadata: Mapping[str, str]) -> str:
     return f"job-{digest.hexdigest()[:16]}"
 
 
+def check_job_id(job_id: str | None) -> None:
+    """Refuse a job id that cannot be a file name (``../x``, ``a/b``, ``.hidden``...).
+
+    Results are filed under the job id, so such a job would be sent and paid for, and
+    then never delivered: harvest would fail on every cycle.
+
+    :raises InputFileError: naming the id and what is wrong with it.
+    """
+    if job_id is not None and (problem := unsafe_name(job_id)) is not None:
+        raise InputFileError(f"{job_id!r} cannot name a job: it {problem}", field="--job-id")
+
+
 def submit_job(
     tracker: Tracker,
     path: Path,
@@ -77,11 +91,13 @@ def submit_job(
 ) -> SubmitResult:
     """Validate ``path``, then send it as batches of one job; see the module docstring.
 
-    :raises InputFileError: a bad line (naming it), bad metadata, or ``job_id`` naming a
-        job with another endpoint or size. Nothing is written or uploaded then.
+    :raises InputFileError: a bad line (naming it), bad metadata, a ``job_id`` that
+        cannot be a file name, or one naming a job with another endpoint or size.
+        Nothing is written or uploaded then.
     :raises GatewayError: the API failed; what was sent is recorded, re-run to resume.
     """
     path = Path(path)
+    check_job_id(job_id)
     user_metadata = check_metadata(metadata or {})
     limits = limits or Limits()
     chunks = plan_chunks(

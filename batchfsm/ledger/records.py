@@ -99,12 +99,29 @@ class ErrorCategory(StrEnum):
     """The API no longer knows the batch (404)."""
     MALFORMED = "malformed"
     """Its result line could not be read."""
+    RESULTS_EXPIRED = "results_expired"
+    """The batch's output or error file expired (404 after ``output_expires_after``)
+    before it was downloaded: its result is out of reach, so it is sent again."""
+
+
+QUEUE_FULL_CODE = "token_limit_exceeded"
+"""The API's error code when a model's enqueued-token queue is full, on a failed batch
+or on a refused create (:attr:`ErrorCategory.QUEUE_FULL`)."""
+
+INTENT_KEY = "batchfsm_intent"
+"""The batch metadata key naming the submit intent that created the batch (set at
+``create``, see :mod:`batchfsm.jobs.metadata`): the ledger entries the batch carries are
+stamped with that intent until a retry claims them."""
 
 
 class ItemError(_Record):
     code: str | None = None
     message: str | None = None
     category: ErrorCategory
+    at: datetime | None = None
+    """When the error was met, where no batch records it (a create the API refused)."""
+    repeats: int = 1
+    """How many times in a row the entry met this error (same category and code)."""
 
 
 class LedgerEntry(_Record):

@@ -10,7 +10,8 @@ those of https://platform.openai.com/docs/guides/batch):
 * A request is judged by ``custom_id``, never by line order. Submitted ids with no
   line in either file are *missing*: back to ``retry`` without spending an attempt.
 * ``attempts`` counts real executions: any line other than ``batch_expired`` /
-  ``batch_cancelled``. Missing, queue-full, lost and validation failures never spend one.
+  ``batch_cancelled``. Missing, queue-full, lost, results-expired and validation
+  failures never spend one.
 * 2xx → ``succeeded``; 4xx (400/401/403/404/422 ...) → ``failed`` at once;
   408/409/429/5xx/``request_timeout``/unknown → ``retry``; a retry whose attempts reach
   the maximum becomes ``failed`` with its last error kept.
@@ -31,6 +32,7 @@ from batchfsm.ledger.result_lines import LineOutcome, OutcomeKind
 __all__ = [
     "LOST",
     "MISSING",
+    "RESULTS_EXPIRED",
     "SUCCEEDED",
     "Fate",
     "Reconciled",
@@ -84,6 +86,18 @@ LOST = Fate(
     spends_attempt=False,
     error=_error("batch_lost", "the API no longer knows the batch (404)", ErrorCategory.LOST),
 )
+RESULTS_EXPIRED = Fate(
+    ItemState.RETRY,
+    spends_attempt=False,
+    error=_error(
+        "results_expired",
+        "the batch's result files expired (404) before they were downloaded",
+        ErrorCategory.RESULTS_EXPIRED,
+    ),
+)
+"""A request whose line sat in a result file that expired before the harvest read it.
+It may have run (and been paid for), but its result is gone: sent again, and since the
+loss is ours, not the request's, without spending an attempt."""
 
 
 def queue_full_fate(code: str | None, message: str | None) -> Fate:

@@ -36,6 +36,7 @@ from batchfsm.persistence.items import (
     encode_history,
     ledger_key,
 )
+from batchfsm.persistence.receipts import WebhookReceipts
 from batchfsm.ports import JobStore
 
 __all__ = [
@@ -55,7 +56,7 @@ LEDGER_PAGE = 500
 """How many ledger entries one ``_scan_ledger`` call returns while iterating."""
 
 
-class BaseJobStore(ABC):
+class BaseJobStore(WebhookReceipts, ABC):
     """Everything a backend shares, written once (template method).
 
     This class maps records to stored items (pydantic JSON) and back, applies the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 
 from batchfsm.errors import DuplicateJobError, JobNotFoundError, StaleJobError
 from batchfsm.persistence.base import (
@@ -38,6 +39,8 @@ class MemoryJobStore(BaseJobStore):
         self._jobs: dict[str, JobItem] = {}
         self._intents: dict[str, IntentItem] = {}
         self._ledger: dict[tuple[str, str], LedgerItem] = {}
+        self._receipts: dict[str, tuple[str, datetime]] = {}
+        self._tokens: dict[str, str] = {}
 
     def init(self) -> None:
         self._check_open()
@@ -194,3 +197,28 @@ class MemoryJobStore(BaseJobStore):
                 if job_id is None or item.job_id == job_id:
                     counts[item.state] = counts.get(item.state, 0) + 1
             return counts
+
+    # -- webhooks ------------------------------------------------------------------------
+    def _insert_receipt(self, event_id: str, data: str, expires_at: datetime) -> bool:
+        with self._lock:
+            self._check_open()
+            if event_id in self._receipts:
+                return False
+            self._receipts[event_id] = (data, expires_at)
+            return True
+
+    def _get_receipt(self, event_id: str) -> str | None:
+        with self._lock:
+            self._check_open()
+            found = self._receipts.get(event_id)
+            return found[0] if found else None
+
+    def _put_token(self, scope: str, token: str) -> None:
+        with self._lock:
+            self._check_open()
+            self._tokens[scope] = token
+
+    def _take_token(self, scope: str) -> str | None:
+        with self._lock:
+            self._check_open()
+            return self._tokens.pop(scope, None)

@@ -36,13 +36,18 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 
 from batchfsm.ports import QuarantinedLine
 
-__all__ = ["DirectorySink", "MemorySink"]
+__all__ = ["MAX_NAME_BYTES", "DirectorySink", "MemorySink", "unsafe_name"]
+
+MAX_NAME_BYTES = 200
+"""The longest id used as a file name: leaves room for the suffixes added to it (an
+upload's ``<job>.<intent>.jsonl``) under the usual 255-byte limit of a file name."""
 
 
 def _result_line(custom_id: str, batch_id: str, body: bytes) -> bytes:
@@ -75,15 +80,32 @@ def _unique(results: Iterable[tuple[str, bytes]], batch_id: str) -> Iterator[byt
         yield _result_line(custom_id, batch_id, body)
 
 
+def unsafe_name(value: str) -> str | None:
+    """Why ``value`` cannot be used as one file or folder name, or None if it can.
+
+    Job and batch ids become path components (``<root>/<job_id>/<batch_id>.jsonl``,
+    S3 keys alike): anything that could leave the folder (``..``, a separator), hide a
+    file (a leading dot), break a line or exceed a file name's length is refused. A
+    user's ``--job-id`` is checked with this before anything is written or uploaded.
+    """
+    if not value:
+        return "is empty"
+    if value.startswith("."):
+        return "starts with a dot (a hidden file or a parent folder)"
+    if any(c in value for c in "/\\"):
+        return "contains a path separator"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "contains a control character"
+    if len(value.encode()) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
 def _check_name(kind: str, value: str) -> None:
     """Ids become path components: refuse anything that could escape the directory."""
-    if (
-        not value
-        or value in {".", ".."}
-        or any(c in value for c in "/\\\0")
-        or value.startswith(".")
-    ):
-        raise ValueError(f"{kind} {value!r} cannot be used as a file name")
+    problem = unsafe_name(value)
+    if problem is not None:
+        raise ValueError(f"{kind} {value!r} cannot be used as a file name: it {problem}")
 
 
 class DirectorySink:
@@ -109,7 +131,8 @@ class DirectorySink:
         dest = self.path_for(job_id, batch_id)
         if dest.exists():
             return 0
-        return _publish(dest, _unique(results, batch_id))
+        with _folder_errors(self.root):
+            return _publish(dest, _unique(results, batch_id))
 
     def quarantine(self, job_id: str, batch_id: str, lines: Iterable[QuarantinedLine]) -> int:
         _check_name("job_id", job_id)
@@ -117,7 +140,8 @@ class DirectorySink:
         dest = self.quarantine_dir / job_id / f"{batch_id}.jsonl"
         if dest.exists():
             return 0
-        return _publish(dest, (_quarantine_line(job_id, batch_id, item) for item in lines))
+        with _folder_errors(self.quarantine_dir):
+            return _publish(dest, (_quarantine_line(job_id, batch_id, item) for item in lines))
 
     def batches(self, job_id: str) -> list[str]:
         """Batch ids delivered for ``job_id``, sorted."""
@@ -130,6 +154,19 @@ class DirectorySink:
             for raw in fh:
                 row = orjson.loads(raw)
                 yield row["custom_id"], orjson.dumps(row["response"])
+
+
+@contextmanager
+def _folder_errors(folder: Path) -> Iterator[None]:
+    """An OSError writing under ``folder`` names ``folder`` itself, not the job folder
+    or temporary file it met: one unusable results folder is then one cause, said the
+    same way for every batch (and logged once per poll cycle), whatever job it is."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise type(exc)(exc.errno, exc.strerror, str(folder)) from exc
 
 
 def _publish(dest: Path, lines: Iterable[bytes]) -> int:

@@ -16,18 +16,24 @@ place and this parser can be tested with plain strings.
 
 from __future__ import annotations
 
-from batchfsm.errors import StoreURLError
+import importlib
+
+from batchfsm.errors import MissingDependencyError, StoreURLError
 from batchfsm.ports import JobStore
 
 _SCHEMES = ("sqlite", "memory", "dynamodb")
 
 
-def open_store(url: str) -> JobStore:
+def open_store(url: str, *, create: bool = True) -> JobStore:
     """The store a URL names.
 
     Opening does no I/O for the embedded stores: SQLite creates and migrates its file on
-    first use. An unknown scheme or a malformed URL raises StoreURLError naming the URL,
-    with any password removed.
+    first use. ``create=False`` is for commands that only read: a SQLite file that does
+    not exist is then reported (:class:`~batchfsm.errors.StoreNotInitialisedError`)
+    rather than created empty, so a mistyped path is not shown as an empty store. An
+    unknown scheme or a malformed URL raises StoreURLError naming the URL, with any
+    password removed; a ``dynamodb://`` URL without the ``aws`` extra installed raises
+    :class:`~batchfsm.errors.MissingDependencyError` saying what to install.
     """
     url = url.strip()
     scheme, sep, rest = url.partition("://")
@@ -44,11 +50,29 @@ def open_store(url: str) -> JobStore:
     if scheme == "sqlite":
         from batchfsm.persistence.sqlite.store import SQLiteJobStore
 
-        return SQLiteJobStore(sqlite_path(url))
-    # Imported here only: boto3 is an optional dependency (batchfsm[aws]).
+        return SQLiteJobStore(sqlite_path(url), create=create)
+    # Imported here only: botocore is an optional dependency (batchfsm[aws]).
+    require_extra("botocore", extra="aws", purpose="a dynamodb:// store")
     from batchfsm.persistence.dynamodb.store import DynamoDBJobStore
 
     return DynamoDBJobStore.from_url(url)
+
+
+def require_extra(module: str, *, extra: str, purpose: str) -> None:
+    """Import ``module`` now, or say in one line which extra installs it.
+
+    Checked before the store is built, so a missing extra is the user's setup (exit 2
+    at the command line) rather than an ImportError deep inside the first call.
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(
+            f"{purpose} needs the {module} package, which is not installed: "
+            f"pip install 'batchfsm[{extra}]'",
+            missing=module,
+            extra=extra,
+        ) from None
 
 
 def sqlite_path(url: str) -> str:

@@ -74,6 +74,17 @@ def rate_limited() -> SandboxAPIError:
     )
 
 
+def queue_full(status: int, model: str = "the model") -> SandboxAPIError:
+    """Batch create refused because the model's enqueued-token queue is full (Azure
+    answers 400 in regions that fail fast; a proxy may answer 429)."""
+    return SandboxAPIError(
+        status,
+        f"Enqueued token limit reached for {model} in organization sandbox. Please try again "
+        "once some in_progress batches have been completed. (sandbox fault injection)",
+        code="token_limit_exceeded",
+    )
+
+
 def server_error() -> SandboxAPIError:
     return SandboxAPIError(
         500,

@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request, Response
 from batchfsm.sandbox.api_errors import (
     SandboxAPIError,
     bad_request,
+    queue_full,
     rate_limited,
     server_error,
     unauthorized,
@@ -113,6 +114,8 @@ class SandboxApp:
                     raise rate_limited()
                 if fault == "server_error":
                     raise server_error()
+                if fault in ("queue_full", "queue_full_429"):
+                    raise queue_full(429 if fault == "queue_full_429" else 400)
             response = self._handlers[route](request, fault, dict(args))
         except (NotFound, MethodNotAllowed):
             response = _error_response(

@@ -10,15 +10,15 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from typing import Literal
 
-from batchfsm.sandbox.scenario import Faults
+from batchfsm.sandbox.scenario import FaultKind, Faults
 
 __all__ = ["FILE_CONTENT_ROUTE", "STALE_ROUTES", "Fault", "FaultInjector", "truncate"]
 
-Fault = Literal["rate_limit", "server_error", "stale_read", "truncate"]
+Fault = FaultKind
 
 STALE_ROUTES = frozenset({"GET /v1/batches/{batch_id}", "GET /v1/batches"})
+CREATE_ROUTE = "POST /v1/batches"
 FILE_CONTENT_ROUTE = "GET /v1/files/{file_id}/content"
 
 
@@ -78,6 +78,8 @@ def _applies(kind: str, route: str) -> bool:
         return route in STALE_ROUTES
     if kind == "truncate":
         return route == FILE_CONTENT_ROUTE
+    if kind in ("queue_full", "queue_full_429"):
+        return route == CREATE_ROUTE
     return True
 
 

@@ -9,9 +9,11 @@ never-ran failure (``response`` null, ``error.code`` such as ``batch_expired``).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import orjson
 
 from batchfsm.sandbox.ids import new_id
+from batchfsm.sandbox.scenario import Fate
 from batchfsm.sandbox.validation import BatchRequest
 
 Outcome = int | str | None
@@ -34,6 +37,7 @@ __all__ = [
     "http_error_line",
     "never_ran_line",
     "response_body",
+    "scripted_outcome",
     "success_line",
 ]
 
@@ -107,6 +111,8 @@ def response_body(
         return _completions(body, model=model, custom_id=custom_id, created=created, rng=rng)
     if endpoint == "/v1/moderations":
         return _moderations(body, model=model, rng=rng)
+    if endpoint in ("/v1/images/generations", "/v1/images/edits"):
+        return _images(body, created=created, rng=rng)
     prompt = _text_of(body.get("prompt") or body.get("input"))
     usage = Usage(_tokens(prompt), 0)
     return {"object": "sandbox.result", "model": model, "custom_id": custom_id}, usage
@@ -227,6 +233,29 @@ def _moderations(
     return answer, Usage(sum(_tokens(_text_of(i)) for i in inputs), 0)
 
 
+def _images(
+    body: dict[str, Any], *, created: int, rng: random.Random
+) -> tuple[dict[str, Any], Usage]:
+    """An Images API answer: ``n`` base64 images (a few random bytes each, not a
+    picture) and the token ``usage`` the GPT image models report."""
+    prompt_tokens = _tokens(_text_of(body.get("prompt")))
+    asked = body.get("n")
+    count = asked if isinstance(asked, int) and asked > 0 else 1
+    data = [{"b64_json": base64.b64encode(rng.randbytes(12)).decode()} for _ in range(count)]
+    usage = Usage(prompt_tokens, 16 * count)
+    answer = {
+        "created": created,
+        "data": data,
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "input_tokens_details": {"text_tokens": usage.input_tokens, "image_tokens": 0},
+            "output_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+        },
+    }
+    return answer, usage
+
+
 _HTTP_FAILURES: dict[int, dict[str, Any]] = {
     400: {
         "message": "Invalid request (sandbox scripted failure).",
@@ -326,3 +355,22 @@ def build_result_lines(
     rng.shuffle(output)
     rng.shuffle(failed)
     return output, failed
+
+
+FAIL_MARKER = re.compile(r"#fail=(400|429|500|timeout|request_timeout)\b")
+"""A custom_id marker that scripts how one request fails."""
+
+
+def scripted_outcome(custom_id: str, fate: Fate, rng: random.Random) -> Outcome:
+    """A request's scripted fate: a ``#fail=...`` marker in its custom_id wins, else the
+    batch fate's failure rate decides."""
+    # Draw for every request, marked or not, so a marker never shifts later draws.
+    draw = rng.random()
+    code = rng.choice(fate.failure_codes)
+    marker = FAIL_MARKER.search(custom_id)
+    if marker is not None:
+        value = marker.group(1)
+        return "request_timeout" if value.endswith("timeout") else int(value)
+    if fate.kind == "all_fail" or draw < fate.failure_rate:
+        return code
+    return None

@@ -48,7 +48,11 @@ FateKind = Literal["complete", "all_fail", "expire", "token_limit_exceeded", "st
 RequestFailure = Literal[400, 429, 500, "request_timeout"]
 """How one request fails: an HTTP status inside ``response``, or the never-ran shape."""
 
-FaultKind = Literal["rate_limit", "server_error", "stale_read", "truncate"]
+FaultKind = Literal[
+    "rate_limit", "server_error", "stale_read", "truncate", "queue_full", "queue_full_429"
+]
+"""``queue_full`` / ``queue_full_429``: batch create refused with ``token_limit_exceeded``
+(HTTP 400, as Azure answers in regions that fail fast, or 429); scripted only."""
 
 
 class _Model(BaseModel):

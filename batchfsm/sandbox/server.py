@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -21,6 +21,9 @@ from batchfsm.sandbox.app import SandboxApp
 from batchfsm.sandbox.scenario import Scenario
 from batchfsm.sandbox.stats import RequestStats
 from batchfsm.sandbox.world import World
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 __all__ = ["DEFAULT_HOST", "RunningSandbox", "make_sandbox_server", "running_sandbox"]
 
@@ -54,7 +57,7 @@ class RunningSandbox:
 
 
 def make_sandbox_server(
-    app: SandboxApp, *, host: str = DEFAULT_HOST, port: int = 0
+    app: SandboxApp | WSGIApplication, *, host: str = DEFAULT_HOST, port: int = 0
 ) -> BaseWSGIServer:
     """A threaded server bound to ``host:port`` (port 0: a free one), not yet serving."""
     return make_server(host, port, app, threaded=True, request_handler=_QuietHandler)

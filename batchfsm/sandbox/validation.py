@@ -9,7 +9,7 @@ in ``validating``, then turns ``failed`` with the findings in ``errors.data`` (c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -19,6 +19,7 @@ __all__ = [
     "MAX_REPORTED_ERRORS",
     "SUPPORTED_ENDPOINTS",
     "BatchRequest",
+    "CreateParams",
     "ParsedInput",
     "check_create_params",
     "parse_input_file",
@@ -32,8 +33,24 @@ SUPPORTED_ENDPOINTS = (
     "/v1/moderations",
     "/v1/images/generations",
     "/v1/images/edits",
-    "/v1/videos",
 )
+RETIRED_ENDPOINTS = {
+    "/v1/videos": "The Videos API shut down on September 24, 2026. Batch creation no longer "
+    "accepts this endpoint.",
+}
+"""What the API answers for an endpoint it took once (the client's own deprecation note)."""
+OUTPUT_EXPIRY_SECONDS = (3600, 2_592_000)
+"""The range ``output_expires_after.seconds`` takes: one hour to 30 days."""
+
+
+class CreateParams(NamedTuple):
+    """What ``POST /v1/batches`` asked for, once checked."""
+
+    input_file_id: str
+    endpoint: str
+    metadata: dict[str, str] | None
+    output_expires_after: int | None
+    """Seconds the result files live from their creation; None: not asked (kept)."""
 
 
 MAX_REPORTED_ERRORS = 100
@@ -184,11 +201,8 @@ def _cross_line_problem(
     return None
 
 
-def check_create_params(params: dict[str, Any]) -> tuple[str, str, dict[str, str] | None]:
-    """``POST /v1/batches`` checks the API answers with 400 at once.
-
-    :returns: ``(input_file_id, endpoint, metadata)``
-    """
+def check_create_params(params: dict[str, Any]) -> CreateParams:
+    """``POST /v1/batches`` checks the API answers with 400 at once."""
     file_id = params.get("input_file_id")
     endpoint = params.get("endpoint")
     if not isinstance(file_id, str) or not file_id:
@@ -196,6 +210,12 @@ def check_create_params(params: dict[str, Any]) -> tuple[str, str, dict[str, str
             "Missing required parameter: 'input_file_id'.",
             param="input_file_id",
             code="missing_required_parameter",
+        )
+    if isinstance(endpoint, str) and endpoint in RETIRED_ENDPOINTS:
+        raise bad_request(
+            f"Invalid 'endpoint': {endpoint!r}. {RETIRED_ENDPOINTS[endpoint]}",
+            param="endpoint",
+            code="invalid_value",
         )
     if endpoint not in SUPPORTED_ENDPOINTS:
         raise bad_request(
@@ -210,7 +230,35 @@ def check_create_params(params: dict[str, Any]) -> tuple[str, str, dict[str, str
             param="completion_window",
             code="invalid_value",
         )
-    return file_id, str(endpoint), _check_metadata(params.get("metadata"))
+    return CreateParams(
+        file_id,
+        str(endpoint),
+        _check_metadata(params.get("metadata")),
+        _check_output_expiry(params.get("output_expires_after")),
+    )
+
+
+def _check_output_expiry(raw: Any) -> int | None:
+    """``output_expires_after``: ``{"anchor": "created_at", "seconds": N}``, N in range."""
+    if raw is None:
+        return None
+    param = "output_expires_after"
+    if not isinstance(raw, dict) or raw.get("anchor") != "created_at":
+        raise bad_request(
+            f"Invalid '{param}': expected an object with anchor 'created_at' and seconds.",
+            param=param,
+            code="invalid_value",
+        )
+    seconds = raw.get("seconds")
+    low, high = OUTPUT_EXPIRY_SECONDS
+    if type(seconds) is not int or not low <= seconds <= high:
+        raise bad_request(
+            f"Invalid '{param}.seconds': expected an integer from {low} to {high}, "
+            f"got {seconds!r}.",
+            param=f"{param}.seconds",
+            code="invalid_value",
+        )
+    return seconds
 
 
 def _check_metadata(raw: Any) -> dict[str, str] | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,7 +21,14 @@ from batchfsm.ports import Clock, SystemClock
 from batchfsm.sandbox.api_errors import bad_request, not_found
 from batchfsm.sandbox.clock import ScaledClock
 from batchfsm.sandbox.ids import new_id
-from batchfsm.sandbox.results import Outcome, Usage, build_result_lines, encode_lines, response_body
+from batchfsm.sandbox.results import (
+    Outcome,
+    Usage,
+    build_result_lines,
+    encode_lines,
+    response_body,
+    scripted_outcome,
+)
 from batchfsm.sandbox.scenario import Fate, Scenario
 from batchfsm.sandbox.timeline import CANCELLABLE, TERMINAL, Moment, Plan, moment_at
 from batchfsm.sandbox.validation import ParsedInput, check_create_params, parse_input_file
@@ -30,7 +36,6 @@ from batchfsm.sandbox.validation import ParsedInput, check_create_params, parse_
 __all__ = ["MAX_FILE_BYTES", "StoredFile", "World"]
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
-_FAIL_MARKER = re.compile(r"#fail=(400|429|500|timeout|request_timeout)\b")
 _SNAPSHOTS_KEPT = 16
 
 
@@ -41,6 +46,8 @@ class StoredFile:
     purpose: str
     created_at: int
     content: bytes
+    expires_at: int | None = None
+    """From the batch's ``output_expires_after``: after it the file answers 404."""
 
     def as_object(self) -> dict[str, Any]:
         return {
@@ -48,6 +55,7 @@ class StoredFile:
             "object": "file",
             "bytes": len(self.content),
             "created_at": self.created_at,
+            "expires_at": self.expires_at,
             "filename": self.filename,
             "purpose": self.purpose,
             "status": "processed",
@@ -65,6 +73,7 @@ class _Batch:
     outcomes: list[Outcome]
     order: list[int]
     empty_error_file_id: bool
+    output_expires_after: int | None = None
     results: list[tuple[dict[str, Any], Usage]] | None = None
     files: tuple[str | None, str | None] | None = None
     served: list[dict[str, Any]] = field(default_factory=list)
@@ -108,9 +117,12 @@ class World:
             return stored.as_object()
 
     def get_file(self, file_id: str) -> StoredFile:
+        """A stored file; 404 once it is deleted or past its ``expires_at`` (a result
+        file of a batch created with ``output_expires_after``), as on OpenAI."""
         with self._lock:
             found = self._files.get(file_id)
-        if found is None:
+            now = self.clock.timestamp()
+        if found is None or (found.expires_at is not None and now >= found.expires_at):
             raise not_found(f"No such File object: {file_id}", param="id")
         return found
 
@@ -124,7 +136,7 @@ class World:
 
     def create_batch(self, params: dict[str, Any]) -> dict[str, Any]:
         """``POST /v1/batches``: synchronous checks here, input validation later."""
-        file_id, endpoint, metadata = check_create_params(params)
+        file_id, endpoint, metadata, output_expires_after = check_create_params(params)
         with self._lock:
             source = self._files.get(file_id)
             if source is None or source.purpose != "batch":
@@ -146,6 +158,7 @@ class World:
                 metadata=metadata,
                 fate=fate,
             )
+            batch.output_expires_after = output_expires_after
             self._batches[batch.id] = batch
             return self._serve(batch, self.clock.timestamp(), stale=False)
 
@@ -225,7 +238,7 @@ class World:
                 }
             )
         rng = random.Random(f"{self.scenario.seed}:{batch_id}:plan")
-        outcomes = [_outcome(r.custom_id, fate, rng) for r in parsed.requests]
+        outcomes = [scripted_outcome(r.custom_id, fate, rng) for r in parsed.requests]
         order = list(range(len(parsed.requests)))
         rng.shuffle(order)
         if fate.clean_error_file_id is not None:
@@ -371,25 +384,14 @@ class World:
         lines: list[dict[str, Any]],
         created: int,
     ) -> str:
+        lifetime = batch.output_expires_after  # anchored at the file's own creation
         stored = StoredFile(
             id=new_id(rng, "file-"),
             filename=f"{batch.id}_{kind}.jsonl",
             purpose="batch_output",
             created_at=created,
             content=encode_lines(lines),
+            expires_at=None if lifetime is None else created + lifetime,
         )
         self._files[stored.id] = stored
         return stored.id
-
-
-def _outcome(custom_id: str, fate: Fate, rng: random.Random) -> Outcome:
-    # Draw for every request, marked or not, so a marker never shifts later draws.
-    draw = rng.random()
-    code = rng.choice(fate.failure_codes)
-    marker = _FAIL_MARKER.search(custom_id)
-    if marker is not None:
-        value = marker.group(1)
-        return "request_timeout" if value.endswith("timeout") else int(value)
-    if fate.kind == "all_fail" or draw < fate.failure_rate:
-        return code
-    return None

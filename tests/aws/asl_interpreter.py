@@ -6,25 +6,33 @@ service), Wait states call ``sleep(seconds)`` (the tests advance the sandbox's c
 rather than sleeping), Choice, Pass, Succeed and Fail behave as the ASL spec says, and
 Retry/Catch apply to errors a task raises as :class:`TaskFailed`.
 
-Supported: JSONPath ``$``, ``$.a.b`` and ``$.a[0]``; Parameters/ResultSelector with
-``.$`` keys; InputPath/ResultPath/OutputPath; Choice rules StringEquals,
+Supported: JSONPath ``$``, ``$.a.b`` and ``$.a[0]``, and the context object's
+``$$.Task.Token``; Parameters/ResultSelector with ``.$`` keys; a Pass state's Result;
+InputPath/ResultPath/OutputPath; Choice rules StringEquals,
 NumericEquals, NumericGreaterThan, BooleanEquals, IsPresent, And, Or, Not; Wait with
 Seconds, SecondsPath, Timestamp, TimestampPath; Retry with IntervalSeconds,
 MaxAttempts, BackoffRate, MaxDelaySeconds (jitter is ignored: the longest delay is
-used, so runs repeat). Anything else raises ``UnsupportedASLError``: an unsupported
-construct must fail the test, not be skipped silently.
+used, so runs repeat); callback tasks (``lambda:invoke.waitForTaskToken``) with
+TimeoutSeconds or TimeoutSecondsPath: the function is invoked with a fresh task token,
+then ``callback(token, timeout)`` stands in for the wait. It returns the output a
+``SendTaskSuccess`` carried for that token (the task's result), or None once it has
+let ``timeout`` seconds pass (the task then fails with ``States.Timeout``). Anything
+else raises ``UnsupportedASLError``: an unsupported construct must fail the test, not
+be skipped silently.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+LAMBDA_CALLBACK = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 _MISSING = object()
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 
@@ -57,6 +65,8 @@ class Execution:
 
 Invoke = Callable[[str, Any], Any]
 """``(function_name, payload) -> result``: raise TaskFailed to fail the task."""
+Callback = Callable[[str, float], Any]
+"""``(task_token, timeout_seconds) -> output | None`` (None: timed out)."""
 
 
 def resolve(path: str, data: Any) -> Any:
@@ -87,18 +97,21 @@ def _required(path: str, data: Any) -> Any:
     return value
 
 
-def _template(template: Any, data: Any) -> Any:
-    """Evaluate a Parameters/ResultSelector template against ``data``."""
+def _template(template: Any, data: Any, context: Any = None) -> Any:
+    """Evaluate a Parameters/ResultSelector template against ``data`` (``$$.`` paths
+    against the context object)."""
     if isinstance(template, dict):
         out = {}
         for key, value in template.items():
-            if key.endswith(".$"):
+            if key.endswith(".$") and value.startswith("$$."):
+                out[key[:-2]] = _required(value[1:], context or {})
+            elif key.endswith(".$"):
                 out[key[:-2]] = _required(value, data)
             else:
-                out[key] = _template(value, data)
+                out[key] = _template(value, data, context)
         return out
     if isinstance(template, list):
-        return [_template(item, data) for item in template]
+        return [_template(item, data, context) for item in template]
     return template
 
 
@@ -163,10 +176,12 @@ class Interpreter:
         now: Callable[[], datetime],
         substitutions: dict[str, str] | None = None,
         max_steps: int = 2000,
+        callback: Callback | None = None,
     ) -> None:
         text = _substitute(definition, substitutions or {})
         self.definition = text
         self.invoke = invoke
+        self.callback = callback
         self.sleep = sleep
         self.now = now
         self.max_steps = max_steps
@@ -205,7 +220,10 @@ class Interpreter:
     ) -> tuple[Any, str | None]:
         kind = state["Type"]
         if kind == "Pass":
-            effective = _template(state["Parameters"], data) if "Parameters" in state else data
+            if "Result" in state:
+                effective = copy.deepcopy(state["Result"])
+            else:
+                effective = _template(state["Parameters"], data) if "Parameters" in state else data
             return _place(state.get("ResultPath", "$"), data, effective), _next(state)
         if kind == "Choice":
             for rule in state["Choices"]:
@@ -238,15 +256,19 @@ class Interpreter:
     def _task(
         self, state: dict[str, Any], data: Any, execution: Execution
     ) -> tuple[Any, str | None]:
-        if state["Resource"] != LAMBDA_INVOKE:
+        if state["Resource"] not in (LAMBDA_INVOKE, LAMBDA_CALLBACK):
             raise UnsupportedASLError(f"task resource {state['Resource']}")
+        waits = state["Resource"] == LAMBDA_CALLBACK
         effective = resolve(state["InputPath"], data) if "InputPath" in state else data
-        params = _template(state["Parameters"], effective)
         attempts: dict[int, int] = {}
         while True:
+            token = f"token-{uuid.uuid4().hex}"  # a new one per attempt, as Step Functions
+            params = _template(state["Parameters"], effective, {"Task": {"Token": token}})
             try:
                 payload = self.invoke(params["FunctionName"], params.get("Payload"))
                 result = {"Payload": payload, "StatusCode": 200}
+                if waits:
+                    result = self._await(state, data, token, execution)
                 if "ResultSelector" in state:
                     result = _template(state["ResultSelector"], result)
                 out = _place(state.get("ResultPath", "$"), data, result)
@@ -264,6 +286,24 @@ class Interpreter:
                         error = {"Error": exc.error, "Cause": exc.cause}
                         return _place(catcher.get("ResultPath", "$"), data, error), catcher["Next"]
                 raise
+
+    def _await(self, state: dict[str, Any], data: Any, token: str, execution: Execution) -> Any:
+        """The callback task's wait: its result, or States.Timeout."""
+        if self.callback is None:
+            raise UnsupportedASLError("a callback task, and no callback given")
+        if "TimeoutSecondsPath" in state:
+            timeout = _required(state["TimeoutSecondsPath"], data)
+            if not _number(timeout) or timeout < 1:
+                raise TaskFailed("States.Runtime", f"TimeoutSecondsPath gave {timeout!r}")
+        elif "TimeoutSeconds" in state:
+            timeout = state["TimeoutSeconds"]
+        else:
+            raise UnsupportedASLError("a callback task without a timeout waits up to a year")
+        output = self.callback(token, float(timeout))
+        if output is None:
+            execution.waited.append(float(timeout))
+            raise TaskFailed("States.Timeout", f"no callback for the task within {timeout} s")
+        return output
 
     @staticmethod
     def _retry_delay(

@@ -35,7 +35,8 @@ def test_metadata_without_equals_sign_is_a_usage_error(
         ["poll", "--once", "--until-done"],
         ["poll", "--interval", "-1"],
         ["poll", "--timeout", "soon"],
-        ["submit", "x.jsonl", "--endpoint", "/v1/moderations"],
+        ["submit", "x.jsonl", "--endpoint", "/v1/videos"],  # retired: the API refuses it
+        ["submit", "x.jsonl", "--endpoint", "/v1/moderation"],
         ["submit", "x.jsonl", "--endpoint", "/v1/embeddings", "--max-requests", "0"],
         ["items", "--state", "done"],
     ],
@@ -48,6 +49,8 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
 
 
 def test_items_on_an_empty_store_prints_an_empty_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init"]) == 0  # reading never creates a store (see test_bad_input)
+    capsys.readouterr()
     assert main(["items", "--json"]) == 0
     assert capsys.readouterr().out.strip().replace(" ", "").replace("\n", "") == '{"items":[]}'
     assert main(["items"]) == 0
@@ -77,5 +80,11 @@ def test_item_json_never_includes_the_request_line() -> None:
         "state": "retry",
         "attempts": 2,
         "batches": ["b1", "b2"],
-        "last_error": {"code": "http_500", "message": "boom", "category": "retryable"},
+        "last_error": {
+            "code": "http_500",
+            "message": "boom",
+            "category": "retryable",
+            "at": None,
+            "repeats": 1,
+        },
     }

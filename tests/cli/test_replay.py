@@ -52,11 +52,26 @@ def test_json_output_has_the_documented_shape(capsys: pytest.CaptureFixture[str]
     }
 
 
-def test_table_output_for_people(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["replay", str(EXAMPLES / "foreign_spelling.jsonl")]) == 0
-    out = capsys.readouterr().out
-    assert "final state cancelled" in out
-    assert "canceling" in out and "unknown" in out
+@pytest.mark.parametrize("columns", ["40", "80", "200"])
+def test_table_output_for_people(
+    tmp_path: Path,
+    columns: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Whatever the terminal width and however deep the checkout: the status line is
+    never wrapped and no cell is folded (the file name alone is over 100 characters)."""
+    monkeypatch.setenv("COLUMNS", columns)
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / ("another-one-" * 4)
+    deep.mkdir(parents=True)
+    path = deep / "foreign_spelling.jsonl"
+    path.write_bytes((EXAMPLES / "foreign_spelling.jsonl").read_bytes())
+
+    assert main(["replay", str(path)]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{path}: final state cancelled"
+    assert any("canceling" in line and "unknown" in line for line in lines)
 
 
 def test_bad_input_exits_2_names_the_line_and_prints_no_result(

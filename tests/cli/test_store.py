@@ -72,9 +72,14 @@ def test_status_json_has_the_documented_shape(
         "error_file_id",
         "pending_effects",
         "parent_batch_id",
+        "model",
+        "usage",
+        "results_expire_at",
+        "undecodable",
     }
     assert (row["batch_id"], row["job_id"], row["state"]) == ("batch_abc", "job-1", "in_progress")
-    assert row["request_counts"] == {"total": 4, "completed": 1, "failed": 0}
+    # the API sent no "failed": unknown, not 0
+    assert row["request_counts"] == {"total": 4, "completed": 1, "failed": None}
     assert row["pending_effects"] == ["in_progress#watch"]
     assert row["deadline"] == datetime.fromtimestamp(C + 86_400, UTC).isoformat()
 

@@ -244,3 +244,53 @@ def test_chunks_cover_every_line_once_in_order_within_limits(
 def test_chunk_properties() -> None:
     chunk = Chunk(0, (RequestLine("a", "{}", 1, 3, 2), RequestLine("b", "{} ", 2, 4, 1)))
     assert (chunk.size, chunk.embedding_inputs, chunk.custom_ids) == (7, 3, ("a", "b"))
+
+
+# -- endpoints ----------------------------------------------------------------------------
+
+ENDPOINT_BODIES: dict[str, dict[str, Any]] = {
+    "/v1/responses": {"model": "gpt-5", "input": "hi"},
+    "/v1/chat/completions": {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/embeddings": {"model": "text-embedding-3-small", "input": "hi"},
+    "/v1/completions": {"model": "gpt-3.5-turbo-instruct", "prompt": "hi"},
+    "/v1/moderations": {"model": "omni-moderation-latest", "input": "hi"},
+    "/v1/images/generations": {"model": "gpt-image-1", "prompt": "a fox"},
+    "/v1/images/edits": {"model": "gpt-image-1", "prompt": "add a hat", "image": "file-1"},
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(ENDPOINT_BODIES))
+def test_every_endpoint_the_api_takes_is_accepted(tmp_path: Path, endpoint: str) -> None:
+    line = {"custom_id": "a", "method": "POST", "url": endpoint, "body": ENDPOINT_BODIES[endpoint]}
+    summary = validate_input(write_lines(tmp_path / "in.jsonl", [line]), endpoint)
+    assert (summary.endpoint, summary.requests) == (endpoint, 1)
+    assert summary.model == ENDPOINT_BODIES[endpoint]["model"]
+
+
+def test_the_retired_videos_endpoint_is_refused_saying_why(tmp_path: Path) -> None:
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/videos", "body": {"model": "sora-2"}}
+    path = write_lines(tmp_path / "in.jsonl", [line])
+    with pytest.raises(InputFileError) as info:
+        validate_input(path, "/v1/videos")
+    assert "no longer accepts /v1/videos" in str(info.value)
+    assert "September 24, 2026" in str(info.value) and info.value.path == str(path)
+    with pytest.raises(InputFileError, match="use one of /v1/chat/completions"):
+        validate_input(path, "/v1/audio/speech")
+
+
+def test_moderations_and_images_may_leave_the_model_to_the_endpoint(tmp_path: Path) -> None:
+    url = "/v1/moderations"
+    lines = [{"custom_id": c, "method": "POST", "url": url, "body": {"input": c}} for c in "ab"]
+    summary = validate_input(write_lines(tmp_path / "in.jsonl", lines), url)
+    assert (summary.requests, summary.model) == (2, None)
+    body = {"model": "omni-moderation-latest", "input": "c"}
+    named = {**lines[0], "custom_id": "c", "body": body}
+    path = write_lines(tmp_path / "mixed.jsonl", [*lines, named])
+    with pytest.raises(InputFileError) as info:
+        validate_input(path, url)
+    assert (info.value.line, info.value.field) == (3, "body.model")
+    assert "model_mismatch" in str(info.value) and "no model" in str(info.value)
+    chat = {**request("x", url=CHAT), "body": {"messages": []}}  # chat still needs a model
+    with pytest.raises(InputFileError) as info:
+        validate_input(write_lines(tmp_path / "chat.jsonl", [chat]), CHAT)
+    assert info.value.field == "body.model"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from hypothesis import given
@@ -18,25 +20,29 @@ from batchfsm.errors import (
 )
 from batchfsm.fsm.models import BatchRecord, HistoryEntry
 from batchfsm.jobs.input_file import Limits
-from batchfsm.jobs.intents import (
+from batchfsm.jobs.intents import Intents
+from batchfsm.jobs.metadata import (
     INTENT_KEY,
     JOB_KEY,
     MAX_KEY_CHARS,
     MAX_VALUE_CHARS,
-    Intents,
     check_metadata,
 )
 from batchfsm.jobs.reconcile import reconcile_intents
+from batchfsm.jobs.retry import Backoff
 from batchfsm.jobs.submit import submit_job
-from batchfsm.ledger.records import ItemState
+from batchfsm.ledger.records import ErrorCategory, IntentState, ItemState
 from batchfsm.persistence.sqlite.store import SQLiteJobStore
+from batchfsm.poller import Poller
 from batchfsm.ports import FrozenClock
 from batchfsm.sandbox import Faults, Scenario, ScriptedFault
+from batchfsm.sandbox.testing import batch_input, openai_client
 from tests.e2e.support import (
     BATCHES_ROUTE,
     EMBEDDINGS,
     UPLOAD_ROUTE,
     make_tracker,
+    result_lines,
     sandbox,
     write_input,
 )
@@ -230,3 +236,93 @@ def test_a_create_the_api_refuses_fails_the_items_loudly_instead_of_looping(
     assert [i.state for i in tracker.store.list_intents()] == ["abandoned"]
     assert tracker.store.list_batches() == []
     assert app.stats.count(BATCHES_ROUTE) == 1
+
+
+@pytest.mark.parametrize("fault", ["queue_full", "queue_full_429"])
+def test_a_create_refused_for_a_full_queue_waits_in_retry_and_is_resent_after_the_backoff(
+    tmp_path: Path, fault: Literal["queue_full", "queue_full_429"]
+) -> None:
+    """Nothing is wrong with requests the queue had no room for: they go back to
+    ``retry`` with no attempt spent (never failed as bad input), wait out the queue-full
+    backoff, and the retry round delivers every result once."""
+    clock = FrozenClock()
+    faults = Faults(script=(ScriptedFault(route=BATCHES_ROUTE, call=1, kind=fault),))
+    app = sandbox(Scenario(faults=faults), clock)
+    tracker = make_tracker(tmp_path, app, clock)
+    path = write_input(tmp_path / "in.jsonl", ["a", "b", "c"])
+
+    result = submit_job(tracker, path, EMBEDDINGS)
+
+    assert result.launched == [] and tracker.store.list_batches() == []
+    entries = list(tracker.store.iter_ledger())
+    assert [(e.state, e.attempts) for e in entries] == [(ItemState.RETRY, 0)] * 3
+    error = entries[0].last_error
+    assert error is not None
+    assert (error.category, error.code) == (ErrorCategory.QUEUE_FULL, "token_limit_exceeded")
+    assert error.at == clock.now()
+    assert [i.state for i in tracker.store.list_intents()] == [IntentState.ABANDONED]
+
+    poller = Poller(tracker, backoff=Backoff(base=600, cap=3600), sleep=clock.advance)
+    first = poller.cycle(auto_retry=True)
+    assert first.retried == [] and first.waiting[0].items == 3
+    assert first.waiting[0].ready_at == clock.now() + timedelta(seconds=600)
+
+    summary = poller.run(until_done=True, interval=120, timeout=6 * 3600, auto_retry=True)
+
+    assert summary.done
+    assert app.stats.count(BATCHES_ROUTE) == 2
+    final = list(tracker.store.iter_ledger())
+    assert [(e.state, e.attempts) for e in final] == [(ItemState.SUCCEEDED, 1)] * 3
+    assert len(result_lines(tmp_path / "results")) == 3
+
+
+def test_repeated_queue_full_refusals_double_the_wait(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    script = tuple(ScriptedFault(route=BATCHES_ROUTE, call=n, kind="queue_full") for n in (1, 2, 3))
+    app = sandbox(Scenario(faults=Faults(script=script)), clock)
+    tracker = make_tracker(tmp_path, app, clock)
+    submit_job(tracker, write_input(tmp_path / "in.jsonl", ["a"]), EMBEDDINGS)
+    poller = Poller(tracker, backoff=Backoff(base=100, cap=10_000), sleep=clock.advance)
+
+    waits = []
+    for _ in range(3):
+        (waiting,) = poller.cycle(auto_retry=True).waiting
+        waits.append((waiting.ready_at - clock.now()).total_seconds())
+        clock.set(waiting.ready_at)
+        poller.cycle(auto_retry=True)  # resent: refused (calls 2, 3), then created (4)
+
+    assert waits == [100, 200, 400]
+    assert app.stats.count(BATCHES_ROUTE) == 4
+    assert len(tracker.store.list_batches()) == 1
+    (entry,) = tracker.store.iter_ledger()
+    assert entry.attempts == 0 and entry.last_error is not None
+    assert entry.last_error.repeats == 3
+
+
+def test_reconcile_reads_the_batch_list_only_back_to_the_oldest_open_intent(
+    tmp_path: Path,
+) -> None:
+    """An organisation with a long batch history: finding a crashed intent's batch must
+    not walk every page of it, only the batches created since the intent was written."""
+    clock = FrozenClock()
+    app = sandbox(clock=clock)
+    client = openai_client(app)
+    old_input = client.files.create(
+        file=("old.jsonl", batch_input(["x"], endpoint=EMBEDDINGS)), purpose="batch"
+    )
+    for _ in range(150):  # a day of someone else's batches: two pages of 100
+        client.batches.create(
+            input_file_id=old_input.id, endpoint="/v1/embeddings", completion_window="24h"
+        )
+    clock.advance(24 * 3600)
+    store = CrashAfterCreate(tmp_path / "store.db")
+    tracker = make_tracker(tmp_path, app, clock, store=store)
+    with pytest.raises(StoreUnavailableError):
+        submit_job(tracker, write_input(tmp_path / "in.jsonl", ["a", "b"]), EMBEDDINGS)
+    clock.advance(301)
+
+    report = reconcile_intents(Intents.of(tracker))
+
+    assert len(report.adopted) == 1
+    assert app.stats.count("GET /v1/batches") == 1  # one page, not the whole history
+    assert app.stats.count(BATCHES_ROUTE) == 151  # and no duplicate

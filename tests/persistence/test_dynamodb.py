@@ -286,7 +286,7 @@ def test_from_url_builds_its_client_on_the_session_it_is_given(
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with fresh_store() as existing:
         url = f"dynamodb://{existing.table}?endpoint_url={endpoint}"
-        with pytest.raises((NoCredentialsError, NoRegionError)):
+        with pytest.raises((NoCredentialsError, NoRegionError, StoreURLError)):
             DynamoDBJobStore.from_url(url).load("x")  # no session: nothing to sign with
         session = boto3.session.Session(
             aws_access_key_id="test", aws_secret_access_key="test", region_name=region

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from batchfsm.ledger.result_lines import OutcomeKind, iter_outcomes
-from batchfsm.persistence.sinks import DirectorySink, MemorySink
+from batchfsm.persistence.sinks import MAX_NAME_BYTES, DirectorySink, MemorySink, unsafe_name
 from batchfsm.ports import QuarantinedLine, ResultSink
 
 DATA = Path(__file__).parent.parent / "data"
@@ -139,7 +139,7 @@ def test_pretty_printed_body_is_compacted_to_keep_one_line(tmp_path: Path) -> No
     assert orjson.loads(line) == {"custom_id": "x", "batch_id": "b", "response": {"a": 1}}
 
 
-@pytest.mark.parametrize("bad", ["", "..", "a/b", ".hidden", "x\0y"])
+@pytest.mark.parametrize("bad", ["", "..", "a/b", ".hidden", "x\0y", "a\nb", "a\\b", "x" * 201])
 def test_ids_that_would_escape_the_directory_are_refused(tmp_path: Path, bad: str) -> None:
     sink = DirectorySink(tmp_path / "r")
     with pytest.raises(ValueError, match="file name"):
@@ -153,3 +153,21 @@ def test_memory_sink_streams_back_what_it_delivered() -> None:
     sink.write_batch("job", "batch_1", [("a", b'{"x":1}'), ("b", b'{"x":2}'), ("a", b"{}")])
     assert list(sink.read_batch("job", "batch_1")) == [("a", b'{"x":1}'), ("b", b'{"x":2}')]
     assert list(sink.read_batch("job", "batch_2")) == []
+
+
+def test_names_that_are_safe_pass_and_each_unsafe_one_says_why() -> None:
+    assert unsafe_name("job-7_a.b") is None
+    assert unsafe_name("x" * MAX_NAME_BYTES) is None
+    assert unsafe_name("é" * (MAX_NAME_BYTES // 2 + 1)) == f"is longer than {MAX_NAME_BYTES} bytes"
+    assert unsafe_name("../../escape") == "starts with a dot (a hidden file or a parent folder)"
+    assert unsafe_name("a/b") == "contains a path separator"
+
+
+def test_results_and_the_quarantine_are_private_files(tmp_path: Path) -> None:
+    """They hold model output and raw result lines: 0600, like the store, whatever the
+    umask lets other files be."""
+    sink = DirectorySink(tmp_path / "r")
+    sink.write_batch("j", "b", [("x", b"{}")])
+    sink.quarantine("j", "b", [QuarantinedLine("output", 1, b"not json", "invalid_json")])
+    for path in (tmp_path / "r" / "j" / "b.jsonl", tmp_path / "r.quarantine" / "j" / "b.jsonl"):
+        assert path.stat().st_mode & 0o777 == 0o600, path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sqlite3
 import subprocess
@@ -13,7 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from batchfsm.errors import StaleJobError, StoreError, StoreUnavailableError, UnknownStatusError
+from batchfsm.errors import (
+    StaleJobError,
+    StoreError,
+    StoreNotInitialisedError,
+    StoreUnavailableError,
+    UnknownStatusError,
+)
 from batchfsm.fsm.models import BatchRecord, EventEntry
 from batchfsm.fsm.spec import BatchStatus
 from batchfsm.persistence.sqlite.schema import SCHEMA_VERSION
@@ -57,6 +64,36 @@ def test_file_and_directory_are_created_on_first_use_not_before(db: pathlib.Path
     assert store.schema_version() == SCHEMA_VERSION
     assert {"batches", "history", "jobs", "intents", "ledger", "ledger_batches"} <= tables(db)
     store.close()
+
+
+def test_the_file_and_its_wal_are_private_whatever_the_umask(db: pathlib.Path) -> None:
+    """The store keeps every original request line: 0600, like the result files."""
+    previous = os.umask(0o002)  # a umask that would leave new files group-writable
+    try:
+        with SQLiteJobStore(db) as store:
+            store.create(BatchRecord(batch_id="b1"))
+            companions = [db.with_name(db.name + s) for s in ("-wal", "-shm")]
+            assert all(p.exists() for p in companions)  # still open: WAL files present
+            for path in (db, *companions):
+                assert path.stat().st_mode & 0o777 == 0o600, path
+    finally:
+        os.umask(previous)
+
+
+def test_a_store_that_must_exist_creates_nothing(tmp_path: pathlib.Path) -> None:
+    missing = tmp_path / "typo" / "store.db"
+    store = SQLiteJobStore(missing, create=False)
+    with pytest.raises(StoreNotInitialisedError, match=f"{missing} does not exist"):
+        store.list_batches()
+    store.close()
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_store_that_must_exist_opens_an_existing_file(db: pathlib.Path) -> None:
+    with SQLiteJobStore(db) as store:
+        store.create(BatchRecord(batch_id="b1"))
+    with SQLiteJobStore(db, create=False) as store:
+        assert [r.batch_id for r in store.list_batches()] == ["b1"]
 
 
 def test_an_empty_existing_file_is_migrated(tmp_path: pathlib.Path) -> None:

@@ -73,22 +73,28 @@ def build_client(url: DynamoDBURL, session: AnySession | None = None) -> DynamoD
     its endpoint and partition data once, not once per client (cold start).
     """
     from botocore.config import Config
+    from botocore.exceptions import NoRegionError
 
     from batchfsm.persistence.botocore_clients import make_client
 
     # All retries are the store's (backoff with jitter in DynamoCalls), so botocore's
     # are off.
-    client: DynamoDBClient = make_client(
-        "dynamodb",
-        session,
-        region_name=url.region,
-        endpoint_url=url.endpoint_url,
-        config=Config(
-            retries={"mode": "standard", "total_max_attempts": 1},
-            connect_timeout=5,
-            read_timeout=20,
-        ),
-    )
+    try:
+        client: DynamoDBClient = make_client(
+            "dynamodb",
+            session,
+            region_name=url.region,
+            endpoint_url=url.endpoint_url,
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": 1},
+                connect_timeout=5,
+                read_timeout=20,
+            ),
+        )
+    except NoRegionError:  # bad input, said in one line rather than botocore's traceback
+        raise StoreURLError(
+            f"{url.redacted}: no AWS region: add ?region=... or set AWS_REGION"
+        ) from None
     return client
 
 

@@ -63,5 +63,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (batch_id, job_id, custom_id)
         ) WITHOUT ROWID""",
     ),
+    (
+        # Webhook receipts: the webhook-id is the dedupe key; expired ones are pruned.
+        """CREATE TABLE webhook_events (
+            event_id TEXT PRIMARY KEY,
+            expires_at REAL NOT NULL,
+            data TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX webhook_events_expiry ON webhook_events (expires_at)",
+        # The Step Functions task token of the execution waiting on a batch or job.
+        """CREATE TABLE wait_tokens (
+            scope TEXT PRIMARY KEY,
+            token TEXT NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

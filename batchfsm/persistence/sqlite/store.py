@@ -6,6 +6,9 @@ version; the loser gets :class:`~batchfsm.errors.StaleJobError` and its transact
 rolled back whole (record, history and outbox together). The file runs in WAL mode so
 readers never block the writer, and waits ``busy_timeout`` for a lock instead of failing.
 
+The file is created private (0600), or refused when it must exist already (read
+commands): :mod:`batchfsm.persistence.sqlite.files`.
+
 The schema is versioned with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS`
 on first use; a file written by a newer batchfsm is refused rather than misread. This
 module owns the connection, its transactions and the batch, job and intent tables; the
@@ -20,7 +23,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 from batchfsm.errors import (
     DuplicateJobError,
@@ -37,7 +39,9 @@ from batchfsm.persistence.base import (
     LedgerItem,
     LedgerWrite,
 )
+from batchfsm.persistence.sqlite.files import ensure_file
 from batchfsm.persistence.sqlite.ledger import count_ledger, get_ledger, put_ledger, scan_ledger
+from batchfsm.persistence.sqlite.receipts import SQLiteReceipts
 from batchfsm.persistence.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
@@ -50,18 +54,23 @@ MEMORY = ":memory:"
 _BATCH_COLUMNS = "batch_id, job_id, state, version, needs_attention, data"
 
 
-class SQLiteJobStore(BaseJobStore):
+class SQLiteJobStore(SQLiteReceipts, BaseJobStore):
     """A store in one SQLite file (or ``":memory:"``), created and migrated on first use.
 
     :param path: the database file; its directory is created if missing.
     :param busy_timeout: seconds to wait for another process's write lock.
+    :param create: create a missing file (default). ``False``: a missing file raises
+        :class:`~batchfsm.errors.StoreNotInitialisedError` on first use, nothing created.
     """
 
     ledger_group_atomic = True
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0, create: bool = True
+    ) -> None:
         self.path = os.fspath(path)
         self.busy_timeout = busy_timeout
+        self._create_missing = create
         self.url = "sqlite://:memory:" if self.path == MEMORY else f"sqlite:///{self.path}"
         # One connection per store object, shared by threads under this lock.
         self._lock = threading.RLock()
@@ -101,7 +110,7 @@ class SQLiteJobStore(BaseJobStore):
     def _open(self) -> sqlite3.Connection:
         with self._translate("open"):
             if self.path != MEMORY:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                ensure_file(self.path, create=self._create_missing, url=self.url)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE).
             conn = sqlite3.connect(
                 self.path,
