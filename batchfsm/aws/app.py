@@ -206,14 +206,16 @@ class LambdaApp:
 
     def retry(self, job_ids: list[str] | None) -> dict[str, Any]:
         """Send the ``retry`` items of these jobs (None: every job) as new batches."""
+        from batchfsm.jobs.provider_limits import limits_for
         from batchfsm.jobs.retry import retry_items
 
         tracker = self.runtime.tracker
+        limits = limits_for(self.runtime.settings)
         backoff = self.backoff()
         batch_ids: list[str] = []
         waiting: list[Waiting] = []
         for job_id in job_ids if job_ids is not None else [None]:
-            result = retry_items(tracker, job_id=job_id, backoff=backoff)
+            result = retry_items(tracker, job_id=job_id, backoff=backoff, limits=limits)
             batch_ids.extend(b.batch_id for b in result.batches)
             waiting.extend(result.waiting)
         return retry_answer(job_ids, batch_ids, waiting, tracker.clock.now())

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from batchfsm.cli.output import print_json, print_table
-from batchfsm.cli.provider import add_provider_option, limits_for
+from batchfsm.cli.provider import add_provider_option
 from batchfsm.cli.store import add_store_option
 from batchfsm.cli.views import (
     poll_summary_json,
@@ -30,6 +30,7 @@ from batchfsm.cli.views import (
 )
 from batchfsm.errors import InputFileError
 from batchfsm.jobs.input_file import ENDPOINTS, check_endpoint
+from batchfsm.jobs.provider_limits import limits_for
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_TIMEOUT", "add_parsers"]
 
@@ -222,7 +223,7 @@ def run_submit(args: argparse.Namespace) -> int:
             metadata=metadata,
             max_attempts=args.max_attempts,
             job_id=args.job_id,
-            limits=limits_for(args.max_requests, runtime.settings),
+            limits=limits_for(runtime.settings, args.max_requests),
         )
         data = submit_json(runtime.store, result)
     if args.json:
@@ -273,7 +274,7 @@ def run_poll(args: argparse.Namespace) -> int:
                     settings.backoff_base if args.backoff_base is None else args.backoff_base,
                     settings.backoff_cap if args.backoff_cap is None else args.backoff_cap,
                 ),
-                limits=limits_for(args.max_requests, runtime.settings),
+                limits=limits_for(runtime.settings, args.max_requests),
                 on_cycle=each_cycle(progress.on_cycle),
                 webhooks=args.webhooks,
             )
@@ -310,7 +311,7 @@ def run_retry(args: argparse.Namespace) -> int:
     with runtime_from_args(args) as runtime:
         reconcile_intents(Intents.of(runtime.tracker), job_id=args.job)
         result = retry_items(
-            runtime.tracker, job_id=args.job, limits=limits_for(args.max_requests, runtime.settings)
+            runtime.tracker, job_id=args.job, limits=limits_for(runtime.settings, args.max_requests)
         )
         data = retry_json(runtime.store, result)
     if args.json:

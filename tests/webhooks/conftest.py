@@ -142,7 +142,7 @@ def rig(tmp_path: Path, faults: WebhookFaults) -> Iterator[Rig]:
     secret = SecretStr(new_secret())
     with running_sandbox_with_webhooks(SCENARIO, clock=clock, faults=faults) as sandbox:
         rig = Rig(clock, sandbox, None, secret, tmp_path)  # type: ignore[arg-type]
-        poller_side = rig.tracker()  # trackers[0]: submits, and the poller's
+        rig.tracker()  # trackers[0]: submits, and the poller's
         intake_tracker = rig.tracker()
         intake = build_intake(intake_tracker, secret, settle_delays=(0.2, 0.4, 0.8))
         with running_intake(intake) as running:
@@ -151,4 +151,3 @@ def rig(tmp_path: Path, faults: WebhookFaults) -> Iterator[Rig]:
             yield rig
         for tracker in rig.trackers:
             tracker.store.close()
-        del poller_side
