@@ -6,6 +6,15 @@ frozen result down. Nothing else in batchfsm reads the environment, so a variabl
 the same to every command and to the Lambda, and a bad value is refused once, with a
 message that names the variable. (For the CLI, the ``openai`` client still reads
 ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` itself, by its own conventions.)
+
+Config files, read here too and parsed by pydantic-settings' own sources, in the working
+directory (or ``config_dir``): ``batchfsm.toml`` and the ``[tool.batchfsm]`` table of
+``pyproject.toml`` (keys: the field names, e.g. ``store_url``, ``max_attempts``), and
+``.env`` (the variables of :data:`ENV_VARS`, e.g. ``BATCHFSM_STORE=...``). Precedence,
+highest first: overrides (command-line options), the environment, ``.env``,
+``batchfsm.toml``, ``[tool.batchfsm]``. A secret is never read from a TOML file (those
+are often committed): the environment or ``.env`` only. pydantic-settings is imported
+only when one of these files exists, so a Lambda cold start never pays for it.
 """
 
 from __future__ import annotations
@@ -40,7 +49,9 @@ DEFAULT_OUTPUT_EXPIRES_AFTER = 30 * 24 * 3600
 API states no default) and as late as it can be. Azure also allows 10,000 batch files
 per resource instead of 500 once an expiry is set."""
 
-ProviderName = Literal["openai", "azure", "groq", "together", "openrouter", "compatible"]
+ProviderName = Literal[
+    "openai", "azure", "groq", "together", "openrouter", "compatible", "anthropic"
+]
 """The provider profiles (:mod:`batchfsm.providers`): named here so that a bad
 ``BATCHFSM_PROVIDER`` is refused with the other settings, naming the variable."""
 PROVIDER_NAMES: tuple[ProviderName, ...] = get_args(ProviderName)
@@ -69,6 +80,11 @@ ENV_VARS: Mapping[str, str] = MappingProxyType(
         "poll_ceiling": "BATCHFSM_POLL_CEILING",
         "webhook_secret": "OPENAI_WEBHOOK_SECRET",
         "webhook_secret_arn": "BATCHFSM_WEBHOOK_SECRET_ARN",
+        "metrics_namespace": "POWERTOOLS_METRICS_NAMESPACE",
+        "queue_limits": "BATCHFSM_QUEUE_LIMITS",
+        "max_rounds": "BATCHFSM_MAX_ROUNDS",
+        "prices_file": "BATCHFSM_PRICES",
+        "poll_concurrency": "BATCHFSM_POLL_CONCURRENCY",
     }
 )
 """The variable each :class:`Settings` field is read from (field name -> variable)."""
@@ -91,6 +107,17 @@ class Settings(BaseModel):
     store_url: str = DEFAULT_STORE_URL
     results_dir: Path = DEFAULT_RESULTS_DIR
     max_attempts: int = Field(default=3, ge=1)
+    poll_concurrency: int = Field(default=8, ge=1, le=256)
+    """Retrieves in flight at once in a poll cycle (``poll --concurrency``); each obeys a
+    429's ``Retry-After``. 8 keeps a 1,000-batch cycle near 125 round trips, far below
+    the API's request rate limits."""
+    prices_file: Path | None = None
+    """A price table to use instead of the shipped ``batchfsm/jobs/prices.json``
+    (:mod:`batchfsm.jobs.cost`): same shape, your prices."""
+    max_rounds: int = Field(default=10, ge=1)
+    """Batches a request may be sent in (first submit and retry rounds, whatever became
+    of them) before it is failed with ``max_rounds``: requests that never ran spend no
+    attempt, so without this a job whose batches keep expiring is resent for ever."""
     warn_after_hours: tuple[float, ...] = (20.0,)
     """Deadline warnings, in hours elapsed since creation (20 h = 4 h left)."""
     finalizing_alert_minutes: float = 30.0
@@ -139,6 +166,23 @@ class Settings(BaseModel):
     webhook_secret_arn: str | None = None
     """Lambda: a Secrets Manager secret holding the signing secret, fetched once per
     container (``OPENAI_WEBHOOK_SECRET`` wins, for local runs)."""
+    metrics_namespace: str | None = None
+    """Lambda: the CloudWatch namespace of the figures printed as EMF after every
+    invocation (:func:`batchfsm.observability.metrics.emit_emf`, extra
+    ``lambda-metrics``); unset: none. Powertools' own variable."""
+
+    queue_limits: dict[str, int] = Field(default_factory=dict)
+    """Enqueued-token budget per model (``MODEL=TOKENS,...``, ``*`` for any other
+    model; on Azure per deployment): :mod:`batchfsm.jobs.admission`. Empty: none."""
+
+    @field_validator("queue_limits", mode="before")
+    @classmethod
+    def _queue_limits(cls, value: object) -> object:
+        from batchfsm.ledger.budget import parse_queue_limits
+
+        if isinstance(value, str | list | tuple):
+            return parse_queue_limits(value)  # a ValueError names the bad part
+        return value
 
     @property
     def webhooks_enabled(self) -> bool:
@@ -153,43 +197,137 @@ class Settings(BaseModel):
         return value
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Settings from ``environ`` (default ``os.environ``), then ``overrides``.
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        config_dir: Path | None = None,
+        **overrides: object,
+    ) -> Settings:
+        """Settings from the config files, ``environ`` (default ``os.environ``), then
+        ``overrides``; see the module docstring for the files and their precedence.
 
-        A variable that is unset or blank leaves its default; surrounding spaces are
-        dropped. An override of None (an option not given) leaves the environment's value.
+        Config files are read from ``config_dir``, or from the working directory when
+        ``environ`` is the process's own; an explicit ``environ`` alone reads none (a
+        test's settings do not depend on where it runs). A variable that is unset or
+        blank leaves its default; surrounding spaces are dropped. An override of None
+        (an option not given) leaves the value from below.
 
-        :raises ConfigError: naming each variable (or override) whose value is unusable;
-            the API key's value is never repeated.
+        :raises ConfigError: naming each variable, file key (or override) whose value
+            is unusable; a secret's value is never repeated.
         """
         env = os.environ if environ is None else environ
-        from_env: dict[str, str] = {}
+        if config_dir is None and environ is None:
+            config_dir = Path.cwd()
+        raw: dict[str, object] = {}
+        labels: dict[str, str] = {}
+        if config_dir is not None:
+            for name, (value, label) in config_files(config_dir).items():
+                raw[name], labels[name] = value, label
         for name, var in ENV_VARS.items():
-            raw = env.get(var, "").strip()
-            if raw:
-                from_env[name] = raw
-        values: dict[str, object] = {
-            name: tuple(p for p in raw.split(",") if p.strip()) if name in _LISTS else raw
-            for name, raw in from_env.items()
-        }
+            text = env.get(var, "").strip()
+            if text:
+                raw[name], labels[name] = text, var
+        values: dict[str, object] = {name: _listed(name, v) for name, v in raw.items()}
         given = {name: value for name, value in overrides.items() if value is not None}
         values.update(given)
+        labels.update({name: f"setting {name}" for name in given})
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
             # Not chained: pydantic's message repeats every input, the key's included.
-            sources = {**from_env, **given}
-            problems = [_problem(error, sources, given) for error in exc.errors()]
+            sources = {**raw, **given}
+            problems = [_problem(error, sources, labels) for error in exc.errors()]
             raise ConfigError("; ".join(problems)) from None
 
 
-def _problem(
-    error: ErrorDetails, sources: Mapping[str, object], given: Mapping[str, object]
-) -> str:
-    """One validation error, named as the user wrote it: the variable (or the override's
-    name) and the value as given, not the field name and the half-parsed value."""
+def _listed(name: str, value: object) -> object:
+    """A list field's comma-separated text as a tuple (a TOML list passes as it is)."""
+    if name in _LISTS and isinstance(value, str):
+        return tuple(p for p in value.split(",") if p.strip())
+    return value
+
+
+def _problem(error: ErrorDetails, sources: Mapping[str, object], labels: Mapping[str, str]) -> str:
+    """One validation error, named as the user wrote it: the variable, file key (or the
+    override's name) and the value as given, not the field name and the half-parsed
+    value."""
     name = str(error["loc"][0]) if error["loc"] else ""
-    label = f"setting {name}" if name in given or name not in ENV_VARS else ENV_VARS[name]
+    label = labels.get(name, f"setting {name}")
     if name in _SECRETS or name not in sources:
         return f"{label}: {error['msg']}"
     return f"{label}={sources[name]!r}: {error['msg']}"
+
+
+CONFIG_FILES = ("batchfsm.toml", "pyproject.toml", ".env")
+"""The config files :meth:`Settings.from_env` reads, in a directory."""
+
+
+def config_files(directory: Path) -> dict[str, tuple[object, str]]:
+    """Settings from the config files in ``directory``: field name -> (value, where it
+    came from), the higher-precedence file winning. Parsed by pydantic-settings' TOML,
+    pyproject and dotenv sources; imported only when one of the files exists.
+
+    :raises ConfigError: an unreadable file, an unknown key in a TOML file (a typo must
+        not pass silently), a secret in a TOML file.
+    """
+    toml, pyproject, dotenv = (directory / name for name in CONFIG_FILES)
+    try:
+        has_table = pyproject.is_file() and b"[tool.batchfsm" in pyproject.read_bytes()
+        present = toml.is_file() or has_table or dotenv.is_file()
+    except OSError:
+        return {}
+    if not present:
+        return {}
+    found: dict[str, tuple[object, str]] = {}
+    for label, values in _read_files(toml, pyproject if has_table else None, dotenv):
+        unknown = sorted(set(values) - set(ENV_VARS))
+        if unknown:
+            raise ConfigError(f"{label}: unknown setting {', '.join(map(repr, unknown))}")
+        secrets = sorted(set(values) & _SECRETS)
+        if secrets and label != ".env":
+            raise ConfigError(
+                f"{label}: {', '.join(secrets)} is a secret and is not read from a TOML "
+                "file (such files are often committed): use the environment or .env"
+            )
+        for name, value in values.items():
+            where = f".env: {ENV_VARS[name]}" if label == ".env" else f"{label}: {name}"
+            found[name] = (value, where)
+    return found
+
+
+def _read_files(
+    toml: Path, pyproject: Path | None, dotenv: Path
+) -> list[tuple[str, dict[str, object]]]:
+    """(label, values by field name) per file present, lowest precedence first."""
+    from pydantic_settings import (
+        BaseSettings,
+        DotEnvSettingsSource,
+        PyprojectTomlConfigSettingsSource,
+        SettingsConfigDict,
+        TomlConfigSettingsSource,
+    )
+
+    class FileKeys(BaseSettings):  # the sources need a settings class to read for
+        model_config = SettingsConfigDict(
+            pyproject_toml_table_header=("tool", "batchfsm"), case_sensitive=True
+        )
+
+    read: list[tuple[str, dict[str, object]]] = []
+    where = str(pyproject)
+    try:
+        if pyproject is not None:
+            data = PyprojectTomlConfigSettingsSource(FileKeys, toml_file=pyproject)()
+            read.append(("pyproject.toml [tool.batchfsm]", dict(data)))
+        if toml.is_file():
+            where = str(toml)
+            read.append(("batchfsm.toml", dict(TomlConfigSettingsSource(FileKeys, toml)())))
+        if dotenv.is_file():
+            where = str(dotenv)
+            names = {var: name for name, var in ENV_VARS.items()}
+            env = DotEnvSettingsSource(FileKeys, env_file=dotenv, case_sensitive=True)
+            pairs = {names[k]: str(v).strip() for k, v in env.env_vars.items() if k in names}
+            read.append((".env", {k: v for k, v in pairs.items() if v}))
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"{where}: cannot be read: {exc}") from None
+    return read

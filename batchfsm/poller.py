@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from batchfsm.errors import AuthenticationFailedError, GatewayError
 from batchfsm.fsm.models import BatchRecord
+from batchfsm.jobs.admission import Admission
 from batchfsm.jobs.claims import release_stranded
+from batchfsm.jobs.concurrent_poll import poll_concurrently
 from batchfsm.jobs.input_file import Limits
 from batchfsm.jobs.intents import Intents
 from batchfsm.jobs.reconcile import ReconcileReport, reconcile_intents
@@ -66,12 +68,16 @@ class CycleReport:
     """API failures the cycle survived (retrieve, retry upload, reconcile)."""
     open_intents: int = 0
     retry_items: int = 0
+    admitted: list[BatchRecord] = field(default_factory=list)
+    """Batches created from queued requests as their model's budget allowed."""
+    queued: int = 0
+    """Requests still waiting for room in their model's enqueued-token budget."""
     attention: int = 0
     """Batches still needing attention after the cycle."""
 
     @property
     def done(self) -> bool:
-        return self.attention == 0 and self.open_intents == 0
+        return self.attention == 0 and self.open_intents == 0 and self.queued == 0
 
 
 @dataclass
@@ -115,8 +121,11 @@ class Poller:
         sleep: Callable[[float], object] = time.sleep,
         on_cycle: Callable[[CycleReport], None] | None = None,
         webhooks: bool | None = None,
+        queue_limits: Mapping[str, int] | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self.tracker = tracker
+        self.concurrency = concurrency or tracker.settings.poll_concurrency
         settings = tracker.settings
         if webhooks if webhooks is not None else settings.webhooks_enabled:
             self.schedule: StretchedSchedule | None = StretchedSchedule(
@@ -128,6 +137,8 @@ class Poller:
             self.schedule = None
         self.backoff = backoff or Backoff(settings.backoff_base, settings.backoff_cap)
         self.limits = limits
+        limits_by_model = settings.queue_limits if queue_limits is None else queue_limits
+        self.admission = Admission(tracker, limits_by_model, limits or Limits())
         self.clock = clock or tracker.clock
         self.sleep = sleep
         self.on_cycle = on_cycle
@@ -142,11 +153,14 @@ class Poller:
             report.reconciled = reconcile_intents(Intents.of(self.tracker))
             report.errors.extend(f"intent {i}: API failed" for i in report.reconciled.failed)
         if self.schedule is None:
-            report.reports = self.tracker.poll_once()
+            report.reports = poll_concurrently(self.tracker, self.concurrency)
         else:
-            report.reports = self.tracker.poll_once(due=self.schedule.due, via="poll")
+            report.reports = poll_concurrently(
+                self.tracker, self.concurrency, due=self.schedule.due, via="poll"
+            )
             self.schedule.update(report.reports)
         report.errors.extend(f"{r.batch_id}: {r.error}" for r in report.reports if r.error)
+        self._admit(report, auto_retry=auto_retry)
         if auto_retry:
             try:
                 result = retry_items(self.tracker, limits=self.limits, backoff=self.backoff)
@@ -167,6 +181,7 @@ class Poller:
                 report.released.extend(release_stranded(store, job.job_id))
             counts = store.count_ledger() if report.released else counts
         report.retry_items = counts[ItemState.RETRY]
+        report.queued = counts[ItemState.QUEUED]
         if self.on_cycle is not None:
             self.on_cycle(report)
         return report
@@ -212,8 +227,23 @@ class Poller:
         summary.finished_at = self.clock.now()
         return summary
 
+    def _admit(self, report: CycleReport, *, auto_retry: bool) -> None:
+        """Admission control (:mod:`batchfsm.jobs.admission`), when budgets are set or
+        requests wait in the queue."""
+        if not self.admission.limits and not self.tracker.store.count_ledger()[ItemState.QUEUED]:
+            return
+        try:
+            report.admitted = self.admission.cycle(requeue_retry=auto_retry).launched
+        except AuthenticationFailedError:
+            raise
+        except GatewayError as exc:
+            logger.warning("admitting queued requests failed this cycle: %s", exc)
+            report.errors.append(f"admission: {exc}")
+
     def _fold(self, summary: PollSummary, report: CycleReport) -> None:
         summary.cycles += 1
+        for record in report.admitted:
+            summary.batches[record.batch_id] = record
         for poll in report.reports:
             if poll.record is not None:
                 summary.batches[poll.batch_id] = poll.record

@@ -27,6 +27,8 @@ Promises (tested for every backend by ``tests/persistence/test_store_contract.py
 * ``record_event`` inserts a webhook receipt only if its ``webhook-id`` is new (one
   conditional write: of racing deliveries exactly one is first); ``pop_wait_token``
   hands a stored task token to exactly one caller.
+* ``save_budget`` writes a model's token budget only if its stored version is still the
+  one read (insert when 0), so of racing reservations exactly one is first.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from batchfsm.fsm.models import BatchRecord, BatchSnapshot, HistoryEntry
+    from batchfsm.ledger.budget import TokenBudget
     from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry, SubmitIntent
 
 
@@ -172,6 +175,13 @@ class JobStore(Protocol):
 
     def count_ledger(self, job_id: str | None = None) -> dict[ItemState, int]:
         """How many entries are in each state."""
+
+    # -- enqueued-token budgets (batchfsm.jobs.admission) --------------------------------
+    def load_budget(self, model: str) -> TokenBudget:
+        """``model``'s budget as stored (version 0 and empty if never written)."""
+
+    def save_budget(self, budget: TokenBudget) -> TokenBudget:
+        """Write if the stored version is still ``budget.version`` (StaleJobError)."""
 
     # -- webhooks (batchfsm.webhooks, batchfsm.aws.webhooks) ---------------------------------
     def record_event(self, receipt: WebhookReceipt) -> bool:

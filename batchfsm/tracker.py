@@ -110,9 +110,10 @@ class Tracker:
         job_id: str | None = None,
         parent_batch_id: str | None = None,
         items: int | None = None,
+        input_tokens: int | None = None,
     ) -> BatchRecord:
         """Start tracking a batch from its first snapshot (usually ``create``'s reply);
-        ``items``: how many ledger items it carries."""
+        ``items``: how many ledger items it carries, ``input_tokens`` their tokens."""
         if not snapshot.id:
             raise ValueError("a snapshot without an id cannot be tracked")
         record = BatchRecord(
@@ -120,6 +121,7 @@ class Tracker:
             job_id=job_id,
             parent_batch_id=parent_batch_id,
             items=items,
+            input_tokens=input_tokens,
             # what the gateway sends with every create (None: unknown, e.g. a custom one)
             output_expires_after=getattr(self.gateway, "output_expires_after", None),
         )

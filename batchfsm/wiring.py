@@ -68,7 +68,13 @@ def openai_gateway(settings: Settings | None = None) -> BatchGateway:
 
     settings = settings or Settings.from_env()
     profile = profile_for(settings)
-    client = make_client(profile, settings.openai_base_url)
+    if profile.client == "anthropic":  # another wire: its own client and gateway
+        from batchfsm.providers.anthropic import AnthropicGateway, make_anthropic_client
+
+        return AnthropicGateway(make_anthropic_client())
+    key = settings.openai_api_key  # the environment's, or one from .env the client cannot see
+    api_key = key.get_secret_value() if key is not None and profile.client != "azure" else None
+    client = make_client(profile, settings.openai_base_url, api_key=api_key)
     return OpenAIGateway(
         client, profile=profile, output_expires_after=settings.output_expires_after
     )
@@ -121,6 +127,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         results_dir=getattr(args, "results_dir", None),
         max_attempts=getattr(args, "max_attempts", None),
         provider=getattr(args, "provider", None),
+        queue_limits=getattr(args, "queue_limit", None),
+        max_rounds=getattr(args, "max_rounds", None),
+        poll_concurrency=getattr(args, "concurrency", None),
     )
 
 

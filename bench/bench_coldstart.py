@@ -294,7 +294,7 @@ def main() -> None:
     ratios = sorted(c / b for c, b in zip(cold, baseline, strict=True))
     print(f"runs: {args.runs} fresh processes each (medians)")
     print(f"import boto3, openai:                  {base * 1000:7.1f} ms")
-    print(f"import batchfsm.aws + 1st invocation invocation:  {first * 1000:7.1f} ms")
+    print(f"import batchfsm.aws + 1st invocation:  {first * 1000:7.1f} ms")
     print(f"  of which import batchfsm.aws:       {statistics.median(imports) * 1000:7.1f} ms")
     print(f"2nd invocation (warm container):       {statistics.median(warm) * 1000:7.1f} ms")
     print(f"cold start ratio:                      {first / base:7.2f}x  (target <= 1.3x)")

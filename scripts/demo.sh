@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults: no API key, no network.
+# The main job on embedded defaults: no API key, no network. Installs the package alone
+# (not the test toolchain): the demo needs nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/bootstrap.sh
+BATCHFSM_BOOTSTRAP=demo . scripts/bootstrap.sh
 exec .venv/bin/batchfsm demo "$@"

@@ -33,8 +33,16 @@ VALUES: dict[str, tuple[str, object]] = {
     "OPENAI_BASE_URL": ("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
     "BATCHFSM_WEBHOOKS": ("true", True),
     "BATCHFSM_POLL_CEILING": ("900", 900.0),
+    "BATCHFSM_MAX_ROUNDS": ("4", 4),
+    "BATCHFSM_POLL_CONCURRENCY": ("16", 16),
+    "BATCHFSM_PRICES": ("/tmp/prices.json", Path("/tmp/prices.json")),
+    "BATCHFSM_QUEUE_LIMITS": (
+        "gpt-4o-mini=2000000,*=90000",
+        {"gpt-4o-mini": 2_000_000, "*": 90_000},
+    ),
     "OPENAI_WEBHOOK_SECRET": ("whsec_dGVzdA==", SecretStr("whsec_dGVzdA==")),
     "BATCHFSM_WEBHOOK_SECRET_ARN": ("arn:aws:secretsmanager:w", "arn:aws:secretsmanager:w"),
+    "POWERTOOLS_METRICS_NAMESPACE": ("batchfsm", "batchfsm"),
 }
 
 

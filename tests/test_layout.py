@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (6, ("batchfsm.tracker",)),
     (7, ("batchfsm.jobs",)),
     (8, ("batchfsm.poller", "batchfsm.webhooks")),
-    (9, ("batchfsm.wiring", "batchfsm.pytest_plugin")),
+    (9, ("batchfsm.wiring", "batchfsm.pytest_plugin", "batchfsm.observability")),
     (10, ("batchfsm.aws",)),
     (11, ("batchfsm.cli", "batchfsm.demo")),
     (12, ("batchfsm", "batchfsm.__main__")),
@@ -63,7 +63,8 @@ module belongs to the layer of its longest matching prefix.
    the other way an observation is triggered (an event, verified and deduplicated),
    and the stretched schedule that makes polling the fallback.
 9. ``wiring``, ``pytest_plugin``: concrete adapters assembled from the settings, and
-   the fixtures that hand them to users' tests.
+   the fixtures that hand them to users' tests; ``observability``: log lines and
+   metrics for operators, read from the store through its port.
 10. ``aws``: the Lambda and Step Functions deployment, built on the wiring.
 11. ``cli``, ``demo``: entry points for people, on top of everything below.
 12. ``batchfsm`` (the package face) and ``batchfsm.__main__``: they re-export or start

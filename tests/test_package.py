@@ -18,15 +18,24 @@ def test_public_names_are_pinned() -> None:
         "JobStore",
         "OpenAIGateway",
         "PollReport",
+        "PollSummary",
         "ReplayResult",
         "Rulebook",
+        "Runtime",
         "Settings",
+        "SubmitResult",
         "Tracker",
+        "build_runtime",
+        "configure_logging",
         "open_store",
+        "poll",
         "replay",
+        "results",
         "rulebook",
+        "submit",
     ]
-    assert batchfsm.__all__ == sorted(batchfsm._EXPORTS)
+    functions = {"configure_logging", "poll", "results", "submit"}
+    assert sorted(batchfsm.__all__) == sorted([*batchfsm._EXPORTS, *functions])
     for name in batchfsm.__all__:
         assert getattr(batchfsm, name) is not None
 

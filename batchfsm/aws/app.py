@@ -141,6 +141,13 @@ class LambdaApp:
         secrets = make_client("secretsmanager", self._aws()) if needs_aws else None
         key = resolve_api_key(settings, client=secrets)
         profile = profile_for(settings)
+        if profile.client == "anthropic":  # the secret holds the Anthropic key then
+            from batchfsm.providers.anthropic import AnthropicGateway, make_anthropic_client
+
+            made = make_anthropic_client(api_key=key)
+            return AnthropicGateway(
+                made, max_attempts=GATEWAY_ATTEMPTS, backoff_cap=GATEWAY_BACKOFF_CAP
+            )
         client = make_openai_client(profile, settings.openai_base_url, api_key=key)
         return OpenAIGateway(
             client,
@@ -149,6 +156,16 @@ class LambdaApp:
             backoff_cap=GATEWAY_BACKOFF_CAP,
             output_expires_after=settings.output_expires_after,
         )
+
+    def emit_metrics(self) -> None:
+        """Print the store's figures as CloudWatch EMF (items by state, oldest batch age,
+        deadline margin, enqueued and used tokens) when ``POWERTOOLS_METRICS_NAMESPACE``
+        is set; powertools is imported only then."""
+        namespace = self.settings.metrics_namespace
+        if namespace and self._runtime is not None:
+            from batchfsm.observability.metrics import collect, emit_emf
+
+            emit_emf(collect(self._runtime.store), namespace)
 
     def close(self) -> None:
         """Close the store (a no-op if nothing was built)."""

@@ -69,14 +69,21 @@ _CONTAINER_LOCK = threading.Lock()
 
 def lambda_handler(event: Mapping[str, Any] | None, context: object) -> dict[str, Any]:
     """The function's handler (``batchfsm.aws.lambda_handler``)."""
+    from batchfsm.observability.logs import lambda_json_logs, log_context
+
     with _CONTAINER_LOCK:
         app = _CONTAINER.get("app")
         if app is None:
             app = _CONTAINER["app"] = LambdaApp()
+            lambda_json_logs()  # one JSON object per log line, with batch_id and job_id
         if not app.built:  # a cold start, or the one after a build that failed
             with collector_paused():
                 app.runtime  # noqa: B018 - the imports and clients, once per container
-    return app.handle(event, context)
+    ids = event if isinstance(event, Mapping) else {}
+    with log_context(batch_id=ids.get("batch_id"), job_id=ids.get("job_id")):
+        answer = app.handle(event, context)
+    app.emit_metrics()  # EMF lines, when POWERTOOLS_METRICS_NAMESPACE is set
+    return answer
 
 
 @contextmanager

@@ -6,8 +6,9 @@ The demo itself (sandbox, submit, poll, cancel, retry, read-back) is
 (:func:`batchfsm.demo.report.print_summary`), or for ``--json`` only
 :func:`batchfsm.cli.views.demo_json` on stdout, the progress lines then going to stderr.
 
-Exit codes: 0 every batch ended as scripted; 1 one did not, the batches did not settle
-in time, or ``--out`` is a directory the demo did not make (nothing is removed then).
+Exit codes: 0 every batch ended as scripted; 1 one did not, or the batches did not
+settle in time; 2 ``--out`` is a directory the demo did not make (nothing is removed
+then) or cannot be written (a read-only folder: the message names the path).
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ def add_parser(subparsers: Any) -> None:
         "24 h window passes in 8 s, the whole demo in about 10 s)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON summary only")
+    parser.add_argument(
+        "--provider",
+        choices=("openai", "anthropic"),
+        default="openai",
+        help="whose Batch API the sandbox speaks: anthropic rehearses Message Batches with "
+        "the anthropic client (four jobs: Anthropic has no failed batch); ignores "
+        "ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL too (default %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -73,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         progress=sys.stderr if args.json else sys.stdout,
         say=say,
+        provider=getattr(args, "provider", "openai"),
     )
     if args.json:
         print_json(demo_json(report))

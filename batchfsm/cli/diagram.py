@@ -3,15 +3,19 @@
 ::
 
     batchfsm diagram                          Mermaid text of the lifecycle on stdout
-    batchfsm diagram --format svg -o x.svg    an SVG file (needs Graphviz's `dot`)
+    batchfsm diagram -o x.svg                 an SVG file (needs Graphviz's `dot`); the
+                                              format follows the suffix (.svg .png .dot
+                                              .gv .mmd) unless --format names one
     batchfsm diagram --batch batch_abc        the path batch_abc took, and where it is
     batchfsm diagram --check                  exit 1 if diagrams/ is stale
     batchfsm diagram --update                 rewrite diagrams/ from the spec
 
-The committed files are ``batch_lifecycle.mmd`` and ``batch_lifecycle.dot``, compared
-byte for byte, and ``batch_lifecycle.svg``, rendered from the same DOT and compared by
-:func:`~batchfsm.fsm.diagram.svg_fingerprint` (what it shows, not the coordinates or the
-version banner, which change between Graphviz releases). Without ``dot`` the SVG is
+``--check``/``--update`` (and ``--dir``) are for batchfsm's own maintainers and are
+left out of ``--help``. The committed files are ``batch_lifecycle.mmd`` and
+``batch_lifecycle.dot``, compared byte for byte, and ``batch_lifecycle.svg``, rendered
+from the same DOT and compared by :func:`~batchfsm.fsm.diagram.svg_fingerprint` (what it
+shows, not the coordinates or the version banner, which change between Graphviz
+releases). Without ``dot`` the SVG is
 not checked and the command says so.
 
 Exit codes: 0 done, 1 stale files, 2 an error (missing Graphviz, unknown batch, ...).
@@ -74,8 +78,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ),
     )
     parser.add_argument(
-        "--format", choices=FORMATS, default="mermaid", help="output format (default: mermaid)"
-    )
+        "--format", choices=FORMATS, default=None,
+        help="output format (default: from the -o suffix .svg/.png/.dot/.gv/.mmd, else mermaid)",
+    )  # fmt: skip
     parser.add_argument(
         "-o", "--output", type=Path, default=None, help="write here instead of stdout"
     )
@@ -89,24 +94,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--store", default=None, help="store URL to read batches from (default: the default store)"
     )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--check", action="store_true", help="exit 1 if the committed diagrams are stale"
-    )
-    mode.add_argument(
-        "--update", action="store_true", help="rewrite the committed diagrams from the spec"
-    )
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        default=DEFAULT_DIR,
-        help="where the committed diagrams live, for --check/--update (default: ./diagrams)",
-    )
+    # For batchfsm's maintainers (the committed diagrams/): working, but not in --help.
+    # (Not a mutually exclusive group: argparse 3.11 cannot format one that is hidden.)
+    parser.add_argument("--check", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--update", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, *, store: PathSource | None = None) -> int:
     """Run the command; ``store`` replaces the one ``--store`` names (tests, the demo)."""
+    if args.check and args.update:
+        print("batchfsm diagram: error: --check and --update exclude each other", file=sys.stderr)
+        return 2
     try:
         if args.check:
             stale = check(args.dir)
@@ -127,8 +127,22 @@ def run(args: argparse.Namespace, *, store: PathSource | None = None) -> int:
         return 2
 
 
+_SUFFIXES: dict[str, DiagramFormat] = {
+    ".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot", ".mmd": "mermaid",
+    ".mermaid": "mermaid",
+}  # fmt: skip
+
+
+def output_format(given: str | None, output: Path | None) -> DiagramFormat:
+    """``--format`` if given, else the one ``-o``'s suffix names, else mermaid."""
+    if given is not None:
+        return cast(DiagramFormat, given)
+    suffix = output.suffix.lower() if output is not None else ""
+    return _SUFFIXES.get(suffix, "mermaid")
+
+
 def _draw(args: argparse.Namespace, store: PathSource | None) -> int:
-    fmt = cast(DiagramFormat, args.format)
+    fmt = output_format(args.format, args.output)
     if fmt == "png" and args.output is None:
         print("batchfsm diagram: error: png is binary; pass -o FILE", file=sys.stderr)
         return 2

@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchfsm.cli.output import print_json, print_table
+from batchfsm.cli.budget_options import add_budget_options
+from batchfsm.cli.metrics import add_metrics_port
+from batchfsm.cli.output import plural, print_json, print_line, print_table
 from batchfsm.cli.provider import add_provider_option
 from batchfsm.cli.store import add_store_option
 from batchfsm.cli.views import (
@@ -29,6 +31,7 @@ from batchfsm.cli.views import (
     submit_json,
 )
 from batchfsm.errors import InputFileError
+from batchfsm.jobs.endpoints import MESSAGES
 from batchfsm.jobs.input_file import ENDPOINTS, check_endpoint
 from batchfsm.jobs.provider_limits import limits_for
 
@@ -73,8 +76,9 @@ def add_parsers(subparsers: Any) -> None:
 def _add_submit(subparsers: Any) -> None:
     submit = subparsers.add_parser("submit", help="validate a JSONL request file and send it")
     submit.add_argument("file", type=Path, help="the JSONL request file")
-    submit.add_argument("--endpoint", required=True, type=_endpoint, metavar="ENDPOINT",
-                        help="one of " + ", ".join(sorted(ENDPOINTS)))  # fmt: skip
+    submit.add_argument("--endpoint", default=None, type=_endpoint, metavar="ENDPOINT",
+                        help="one of " + ", ".join(sorted(ENDPOINTS)) + "; required, but "
+                        "with --provider anthropic it is /v1/messages (the default)")  # fmt: skip
     submit.add_argument(
         "--metadata", action="append", default=[], metavar="KEY=VALUE",
         help="batch metadata (repeatable; at most 14 pairs, batchfsm adds two)",
@@ -91,8 +95,9 @@ def _add_submit(subparsers: Any) -> None:
         help="name the job (default: a digest of the input, so a re-run resumes)",
     )
     _max_requests_option(submit)
+    add_budget_options(submit, queue=True, cost=True)
     add_provider_option(submit)
-    submit.add_argument("--json", action="store_true")
+    submit.add_argument("--json", action="store_true", help="print the job and its batches as JSON")
     add_store_option(submit)
     submit.set_defaults(func=run_submit)
 
@@ -149,9 +154,11 @@ def _add_poll(subparsers: Any) -> None:
         "($BATCHFSM_POLL_CEILING, else 600 s)",
     )
     _max_requests_option(poll)
+    add_budget_options(poll, queue=True, rounds=True, concurrency=True)
     add_provider_option(poll)
     _results_dir_option(poll)
     poll.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    add_metrics_port(poll)
     add_store_option(poll)
     poll.set_defaults(func=run_poll)
 
@@ -159,18 +166,23 @@ def _add_poll(subparsers: Any) -> None:
 def _add_retry(subparsers: Any) -> None:
     retry = subparsers.add_parser("retry", help="send the items waiting in retry as new batches")
     retry.add_argument("--job", default=None, help="only this job (default: every job)")
+    add_budget_options(retry, rounds=True)
     _max_requests_option(retry)
     add_provider_option(retry)
-    retry.add_argument("--json", action="store_true")
+    retry.add_argument(
+        "--json",
+        action="store_true",
+        help="print the batches sent and the items still waiting as JSON",
+    )
     add_store_option(retry)
     retry.set_defaults(func=run_retry)
 
 
 def _add_cancel(subparsers: Any) -> None:
     cancel = subparsers.add_parser("cancel", help="ask the API to cancel a batch")
-    cancel.add_argument("batch_id")
+    cancel.add_argument("batch_id", metavar="BATCH", help="the batch id (batch_...)")
     add_provider_option(cancel)
-    cancel.add_argument("--json", action="store_true")
+    cancel.add_argument("--json", action="store_true", help="print the batch's status row as JSON")
     add_store_option(cancel)
     cancel.set_defaults(func=run_cancel)
 
@@ -204,17 +216,24 @@ def _metadata(pairs: list[str]) -> dict[str, str]:
 
 
 def run_submit(args: argparse.Namespace) -> int:
+    from batchfsm.cli.activity import Activity, spinner, watched_runtime
+    from batchfsm.cli.hints import held_intents
     from batchfsm.jobs.intents import Intents
     from batchfsm.jobs.reconcile import reconcile_intents
     from batchfsm.jobs.submit import check_job_id, submit_job
     from batchfsm.providers import profile_for
-    from batchfsm.wiring import build_runtime, settings_from_args
+    from batchfsm.wiring import settings_from_args
 
     metadata = _metadata(args.metadata)
     check_job_id(args.job_id)  # before the store is opened: a bad id writes nothing
     settings = settings_from_args(args)
-    profile_for(settings).check_endpoint(args.endpoint)  # and before any client is built
-    with build_runtime(settings) as runtime:
+    profile = profile_for(settings)
+    if args.endpoint is None and profile.name != "anthropic":
+        raise InputFileError("--endpoint is required (except with --provider anthropic)")
+    args.endpoint = args.endpoint or MESSAGES  # Anthropic's: every request a Messages call
+    profile.check_endpoint(args.endpoint)  # and before any client is built
+    activity = Activity()  # a spinner on a terminal while files upload
+    with watched_runtime(settings, activity) as runtime, spinner(args, activity):
         reconcile_intents(Intents.of(runtime.tracker))
         result = submit_job(
             runtime.tracker,
@@ -224,29 +243,31 @@ def run_submit(args: argparse.Namespace) -> int:
             max_attempts=args.max_attempts,
             job_id=args.job_id,
             limits=limits_for(runtime.settings, args.max_requests),
+            max_cost=args.max_cost,
         )
         data = submit_json(runtime.store, result)
+        held = held_intents(runtime, job_id=result.job.job_id, open_ids=result.open_intents)
     if args.json:
         print_json(data)
+        if held:
+            print_line(held, sys.stderr)
         return 0
     job = data["job"]
     verb = "resumed" if result.resumed else "submitted"
-    print(
-        f"job {job['job_id']} {verb}: {job['requests']} requests in "
-        f"{len(data['batches'])} batches ({len(result.launched)} sent now)"
+    print_line(
+        f"job {job['job_id']} {verb}: {plural(job['requests'], 'request')} in "
+        f"{plural(len(data['batches']), 'batch')} ({len(result.launched) or 'none'} sent now)"
     )
-    _print_batches(data["batches"])
-    if data["open_intents"]:
-        print(
-            f"{len(data['open_intents'])} batches may still be in flight elsewhere; "
-            "`batchfsm poll` settles them"
-        )
+    if data["batches"]:
+        _print_batches(data["batches"])
+    if held:
+        print_line(held, sys.stderr)
     return 0
 
 
 def _print_batches(rows: list[dict[str, Any]]) -> None:
     print_table(
-        f"{len(rows)} batches",
+        plural(len(rows), "batch"),
         ["batch", "job", "state", "requests", "retry of"],
         [(r["batch_id"], r["job_id"], r["state"], r["requests"], r["parent_batch_id"])
          for r in rows],
@@ -254,19 +275,25 @@ def _print_batches(rows: list[dict[str, Any]]) -> None:
 
 
 def run_poll(args: argparse.Namespace) -> int:
+    from batchfsm.cli.activity import Activity, watched_runtime
+    from batchfsm.cli.hints import nothing_tracked
     from batchfsm.cli.main import each_cycle
-    from batchfsm.cli.progress import PlainProgress, make_progress
+    from batchfsm.cli.progress import PlainProgress, QuietProgress, make_progress
     from batchfsm.jobs.retry import Backoff
     from batchfsm.poller import Poller
-    from batchfsm.wiring import runtime_from_args
+    from batchfsm.wiring import settings_from_args
 
-    with runtime_from_args(args) as runtime:
+    activity = Activity(metrics_port=args.metrics_port)  # downloads, harvests; metrics
+    with watched_runtime(settings_from_args(args), activity) as runtime:
         settings = runtime.settings
         progress = (
-            PlainProgress(sys.stderr, clock=runtime.tracker.clock)
+            QuietProgress()
+            if getattr(args, "quiet", 0)
+            else PlainProgress(sys.stderr, clock=runtime.tracker.clock)
             if args.json
             else make_progress(clock=runtime.tracker.clock)
         )
+        activity.attach(progress)
         with progress:
             poller = Poller(
                 runtime.tracker,
@@ -275,7 +302,7 @@ def run_poll(args: argparse.Namespace) -> int:
                     settings.backoff_cap if args.backoff_cap is None else args.backoff_cap,
                 ),
                 limits=limits_for(runtime.settings, args.max_requests),
-                on_cycle=each_cycle(progress.on_cycle),
+                on_cycle=each_cycle(activity.after(progress.on_cycle)),
                 webhooks=args.webhooks,
             )
             if poller.schedule is not None and args.poll_ceiling is not None:
@@ -289,16 +316,20 @@ def run_poll(args: argparse.Namespace) -> int:
                     auto_retry=args.auto_retry,
                 )
             except KeyboardInterrupt:
-                print("interrupted", file=sys.stderr)
+                print("batchfsm: interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
+        empty = nothing_tracked(runtime.store) if not summary.batches else None
     if args.json:
         print_json(poll_summary_json(summary))
     elif args.until_done or args.once:
         state = "done" if summary.done else "timed out" if summary.timed_out else "not done"
-        print(
-            f"{state} after {summary.cycles} cycles: {len(summary.batches)} batches, "
-            f"{summary.retry_items} items in retry"
+        print_line(
+            f"{state} after {plural(summary.cycles, 'cycle')}: "
+            f"{plural(len(summary.batches), 'batch')}, "
+            f"{plural(summary.retry_items, 'item')} in retry"
         )
+    if empty:
+        print_line(empty, sys.stderr)
     return EXIT_TIMEOUT if summary.timed_out else 0
 
 
@@ -308,6 +339,14 @@ def run_retry(args: argparse.Namespace) -> int:
     from batchfsm.jobs.retry import retry_items
     from batchfsm.wiring import runtime_from_args
 
+    if args.job is not None:  # an unknown job is bad input, said before any client is built
+        from batchfsm.cli.store import open_existing
+
+        store = open_existing(args.store)
+        try:
+            store.load_job(args.job)
+        finally:
+            store.close()
     with runtime_from_args(args) as runtime:
         reconcile_intents(Intents.of(runtime.tracker), job_id=args.job)
         result = retry_items(
@@ -318,7 +357,13 @@ def run_retry(args: argparse.Namespace) -> int:
         print_json(data)
         return 0
     if not data["batches"]:
-        print("no items waiting in retry")
+        waiting = sum(w["items"] for w in data["waiting"])
+        print_line(
+            "no items waiting in retry"
+            if not waiting
+            else f"{plural(waiting, 'item')} wait out a queue-full backoff, until "
+            + min(w["ready_at"] for w in data["waiting"])
+        )
         return 0
     _print_batches(data["batches"])
     return 0

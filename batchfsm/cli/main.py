@@ -12,7 +12,10 @@ wires the groups up, turns library errors into a message and an exit code (0 ok,
 API or store failure, 2 bad input or a missing optional part, 130 interrupted, 141 the
 reader of the output went away), and is the only place (with the other composition
 roots) that configures logging. Whatever goes wrong, a person sees one line saying what
-and where, never a traceback (``-vv`` keeps the log's detail).
+and where, never a traceback (``-vv`` keeps the log's detail), also when Ctrl-C lands
+while the command is still starting. ``-v``/``-q`` are taken before or after the
+command's name; every command's ``--help`` has a description and every option a help
+text (a test reads them all).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +32,9 @@ from typing import TextIO, TypeVar
 
 from batchfsm.errors import (
     BatchFSMError,
+    ConfigError,
     InputFileError,
+    JobNotFoundError,
     MissingDependencyError,
     StoreNotInitialisedError,
     StoreURLError,
@@ -43,6 +49,8 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE: what a shell reports for any tool whose reader went away."""
 _USAGE_ERRORS = (
+    ConfigError,  # a missing key, a bad variable or option: the user's to fix
+    JobNotFoundError,  # a batch or job id the store does not know
     InputFileError,
     StoreURLError,
     UnknownStatusError,
@@ -50,9 +58,14 @@ _USAGE_ERRORS = (
     StoreNotInitialisedError,
     MissingDependencyError,
 )
-EXTRAS = {"botocore": "aws", "boto3": "aws", "graphviz": "diagrams"}
-"""The importable module each optional extra of pyproject.toml brings (checked by a
-test), so a missing one is named with the ``pip install`` that fixes it."""
+EXTRAS = {
+    "botocore": "aws", "boto3": "aws", "graphviz": "diagrams", "anthropic": "anthropic",
+    "prometheus_client": "metrics", "prometheus-client": "metrics",
+    "aws_lambda_powertools": "lambda-metrics", "aws-lambda-powertools": "lambda-metrics",
+}  # fmt: skip
+"""The importable module (and its distribution's name) each optional extra of
+pyproject.toml brings (checked by a test), so a missing one is named with the ``pip
+install`` that fixes it."""
 _PATH_ERRORS = {
     FileNotFoundError: "no such file",
     IsADirectoryError: "is a directory, not a file",
@@ -71,9 +84,7 @@ def main_parser() -> argparse.ArgumentParser:
         description="Run OpenAI Batch API jobs without losing work.",
     )
     parser.add_argument("--version", action="version", version=f"batchfsm {_version()}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
-    )
+    _verbosity_options(parser, default=0)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     replay_command.add_parser(sub)
     diagram_command.add_parser(sub)
@@ -82,12 +93,43 @@ def main_parser() -> argparse.ArgumentParser:
         "batchfsm.cli.sandbox",
         "batchfsm.cli.jobs",
         "batchfsm.cli.items",
+        "batchfsm.cli.cost",
+        "batchfsm.cli.results",
+        "batchfsm.cli.metrics",
         "batchfsm.cli.demo",
         "batchfsm.cli.stepfunctions",
         "batchfsm.cli.webhooks",
+        "batchfsm.cli.completion",
     ):
         _add_optional(sub, module_name)
+    _finish_subcommands(sub)
     return parser
+
+
+def _verbosity_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """``-v``/``-q`` on the main parser (``default`` 0) and on every command (``default``
+    SUPPRESS, so the value given before the command's name is kept unless repeated after)."""
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=default,
+        help="more log output (-vv for debug); before or after the command",
+    )  # fmt: skip
+    parser.add_argument(
+        "-q", "--quiet", action="count", default=default,
+        help="only errors: no warnings, no progress display (-qq: not even errors' log lines)",
+    )  # fmt: skip
+
+
+def _finish_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Every command (and sub-command) takes ``-v``/``-q`` and, where its module gave
+    none, has its one-line help as the description its ``--help`` shows."""
+    for action in sub._choices_actions:
+        parser = sub.choices[action.dest]
+        if not parser.description and action.help:
+            parser.description = action.help[0].upper() + action.help[1:] + "."
+        _verbosity_options(parser, default=argparse.SUPPRESS)
+        for nested in parser._subparsers._group_actions if parser._subparsers else ():
+            if isinstance(nested, argparse._SubParsersAction):
+                _finish_subcommands(nested)
 
 
 def _version() -> str:
@@ -121,11 +163,16 @@ def _handle_errors() -> Iterator[None]:
         print(f"batchfsm: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except BatchFSMError as exc:
-        print(f"batchfsm: error: {exc}", file=sys.stderr)
+        print(f"batchfsm: error: {exc}{_store_hint(exc)}", file=sys.stderr)
         raise SystemExit(EXIT_FAILURE) from None
     except tuple(_PATH_ERRORS) as exc:  # a path the user gave cannot be used as one
         what = next(text for kind, text in _PATH_ERRORS.items() if isinstance(exc, kind))
         print(f"batchfsm: error: {exc.filename or exc}: {what}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    except OSError as exc:  # a read-only file system, a full disk...: say where
+        if exc.filename is None:
+            raise
+        print(f"batchfsm: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").partition(".")[0]
@@ -140,6 +187,24 @@ def _handle_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         print("batchfsm: interrupted", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def _store_hint(exc: BatchFSMError) -> str:
+    """For a SQLite store that cannot be opened: the file it means, and how to name
+    another (SQLite's own message names neither)."""
+    from batchfsm.errors import StoreUnavailableError
+
+    text = str(exc)
+    found = re.match(r"sqlite:///(.+?): could not", text)
+    if not isinstance(exc, StoreUnavailableError) or found is None:
+        return ""
+    if "unable to open database" not in text:
+        return ""
+    path = os.path.abspath(found.group(1))
+    return (
+        f" (the file {path}: its folder must exist and be writable; choose another store "
+        "with --store URL or BATCHFSM_STORE)"
+    )
 
 
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -194,8 +259,14 @@ def each_cycle(show: Callable[[T], None]) -> Callable[[T], None]:
     return on_cycle
 
 
-def configure_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+def log_level(verbose: int, quiet: int = 0) -> int:
+    """WARNING by default; each ``-v`` one level more (INFO, DEBUG), each ``-q`` one
+    less (ERROR, CRITICAL)."""
+    return min(max(logging.WARNING - 10 * verbose + 10 * quiet, logging.DEBUG), logging.CRITICAL)
+
+
+def configure_logging(verbosity: int, quiet: int = 0) -> None:
+    level = log_level(verbosity, quiet)
     handler = _CurrentStderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_ONCE_PER_CYCLE)
@@ -207,9 +278,15 @@ def configure_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = main_parser()
+    """Run one command; argparse's own exits (``--help``, bad usage: 2) raise
+    SystemExit as usual, everything else is an exit code."""
+    try:
+        parser = main_parser()  # imports the commands: Ctrl-C often lands here
+    except KeyboardInterrupt:
+        print("batchfsm: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     args = parser.parse_args(argv)
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, args.quiet)
     try:
         with _handle_errors():
             code: int = args.func(args)
@@ -234,5 +311,10 @@ def _discard_stdout() -> None:
 
 
 def entrypoint() -> None:
-    """The console script."""
-    raise SystemExit(main())
+    """The console script (and ``python -m batchfsm``)."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # Ctrl-C between two handlers: still no traceback
+        print("batchfsm: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    raise SystemExit(code)

@@ -1,27 +1,67 @@
-"""Terminal output: rich tables for people, JSON for scripts.
+"""Terminal output: rich tables for people, tab-separated rows for pipes, JSON for scripts.
 
 Composition roots decide which; command bodies build plain data and hand it here.
 
-What people read must not depend on where they run it: a title or status line is
-never wrapped (it may hold a long path, and a line broken mid-phrase cannot be
-searched or grepped), and when the output is not a terminal (a pipe, a file, a test's
-capture) no width is imposed on tables either, so a long id or path is never folded
-across lines. On a terminal, tables fit the screen as rich lays them out.
+An id (a batch, a job, a ``custom_id``) is never cut or folded: it has to be pasted
+into ``history``, ``cancel`` or ``items --job``. On a terminal an id column is as wide
+as its longest id and the other columns fold instead (their text wraps, nothing is
+dropped); when even that does not fit, the table is drawn wider than the screen rather
+than cut. When stdout is not a terminal (a pipe, a file, a test's capture), a table is
+plain tab-separated rows, one per line, after a ``# title`` line and a ``# column``
+header line (``grep -v '^#'`` leaves the rows alone), whatever the width. Titles and
+status lines are never wrapped.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, TextIO
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 
+__all__ = [
+    "ID_COLUMNS",
+    "console",
+    "is_terminal",
+    "plural",
+    "print_json",
+    "print_line",
+    "print_table",
+    "rich_table",
+]
+
+ID_COLUMNS = frozenset({"batch", "job", "custom_id", "retry of", "batches", "parent"})
+"""Column headers whose cells are ids: never cut, never folded."""
+_FOLDED_MIN = 8
+"""The narrowest a folding column is drawn (or its natural width, if narrower)."""
+
 
 def console(file: TextIO | None = None) -> Console:
     return Console(file=file or sys.stdout, soft_wrap=False, width=None)
+
+
+def is_terminal(file: TextIO | None = None) -> bool:
+    """Whether ``file`` (default stdout) is a terminal, as rich decides it (so
+    ``FORCE_COLOR``/``TTY_COMPATIBLE`` count, as for the tables)."""
+    return console(file).is_terminal
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``"1 batch"``, ``"2 batches"``, ``"0 cycles"``."""
+    if count == 1:
+        return f"{count:,} {noun}"
+    return f"{count:,} {many or _plural_of(noun)}"
+
+
+def _plural_of(noun: str) -> str:
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
 
 
 def print_json(data: Any, file: TextIO | None = None) -> None:
@@ -35,17 +75,59 @@ def print_line(text: str, file: TextIO | None = None, *, style: str | None = Non
     console(file).print(text, style=style, highlight=False, markup=False, soft_wrap=True)
 
 
+def _cells(rows: Sequence[Sequence[Any]]) -> list[list[str]]:
+    return [["" if v is None else str(v) for v in row] for row in rows]
+
+
+def rich_table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    ids: Collection[str] = ID_COLUMNS,
+    title: str | None = None,
+) -> tuple[Table, int]:
+    """A table whose id columns are never cut, and the narrowest width that keeps them
+    whole (every other column folding down to :data:`_FOLDED_MIN`)."""
+    cells = _cells(rows)
+    table = Table(title=title, title_justify="left")
+    needed = 1
+    for index, column in enumerate(columns):
+        natural = max([len(column), *(len(row[index]) for row in cells if index < len(row))])
+        whole = column in ids
+        least = natural if whole else min(natural, _FOLDED_MIN)
+        table.add_column(column, no_wrap=whole, min_width=least, overflow="fold")
+        needed += least + 3  # a cell's padding and its border
+    for row in cells:
+        table.add_row(*row)
+    return table, needed
+
+
 def print_table(
-    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], file: TextIO | None = None
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    file: TextIO | None = None,
+    *,
+    ids: Collection[str] = ID_COLUMNS,
 ) -> None:
     out = console(file)
+    if not out.is_terminal:
+        _print_rows(title, columns, rows, file or sys.stdout)
+        return
     out.print(title, style="bold", highlight=False, markup=False, soft_wrap=True)
-    table = Table()
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    if not out.is_terminal:  # no screen to fit: the table's natural width, nothing folded
-        natural = out.measure(table, options=out.options.update_width(1_000_000)).maximum
-        out.width = max(out.width, natural)
+    table, needed = rich_table(columns, rows, ids=ids)
+    out.width = max(out.width, needed)  # wider than the screen rather than an id cut
     out.print(table)
+
+
+def _print_rows(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], file: TextIO
+) -> None:
+    """Tab-separated rows (tabs and line breaks inside a cell become spaces)."""
+
+    def line(values: Sequence[str]) -> str:
+        return "\t".join(" ".join(v.split()) if ("\t" in v or "\n" in v) else v for v in values)
+
+    file.write(f"# {title}\n# {line(list(columns))}\n")
+    for row in _cells(rows):
+        file.write(line(row) + "\n")

@@ -24,7 +24,14 @@ if TYPE_CHECKING:
     from batchfsm.fsm.models import BatchRecord
     from batchfsm.poller import CycleReport
 
-__all__ = ["LiveProgress", "PlainProgress", "Progress", "format_remaining", "make_progress"]
+__all__ = [
+    "LiveProgress",
+    "PlainProgress",
+    "Progress",
+    "QuietProgress",
+    "format_remaining",
+    "make_progress",
+]
 
 
 class Progress(Protocol):
@@ -96,6 +103,13 @@ class PlainProgress:
     def __exit__(self, *exc_info: object) -> None:
         self.stream.flush()
 
+    def finished(self, text: str, seconds: float) -> None:
+        """A long step (an upload, a download, a harvest) just ended: one line, if it
+        took a second or more."""
+        if seconds >= 1.0:
+            self.stream.write(f"{self.clock.now():%Y-%m-%dT%H:%M:%S} {text} in {seconds:.1f} s\n")
+            self.stream.flush()
+
     def on_cycle(self, report: CycleReport) -> None:
         now = self.clock.now()
         for record in _records(report):
@@ -116,6 +130,19 @@ class PlainProgress:
         self.stream.flush()
 
 
+class QuietProgress:
+    """Shows nothing (``-q``)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def on_cycle(self, report: CycleReport) -> None:
+        pass
+
+
 class LiveProgress:
     """A rich ``Live`` table redrawn after every cycle (terminals only)."""
 
@@ -128,6 +155,8 @@ class LiveProgress:
         self.clock = clock or SystemClock()
         self._rows: dict[str, BatchRecord] = {}
         self._live: Live | None = None
+        self._report: CycleReport | None = None
+        self._note: str | None = None
 
     def __enter__(self) -> Self:
         from rich.live import Live
@@ -144,18 +173,35 @@ class LiveProgress:
     def on_cycle(self, report: CycleReport) -> None:
         for record in _records(report):
             self._rows[record.batch_id] = record
-        if self._live is not None:
-            self._live.update(self.table(report), refresh=True)
+        self._report = report
+        self._redraw()
+
+    def note(self, text: str | None) -> None:
+        """The step under way (a download, a harvest...), shown under the table."""
+        self._note = text
+        self._redraw()
+
+    def finished(self, text: str, seconds: float) -> None:
+        self.note(f"{text} in {seconds:.1f} s")
+
+    def _redraw(self) -> None:
+        from rich.text import Text
+
+        if self._live is None:
+            return
+        if self._report is None:
+            self._live.update(Text(self._note or ""), refresh=True)
+            return
+        table = self.table(self._report)
+        table.caption, table.caption_justify = self._note, "left"
+        self._live.update(table, refresh=True)
 
     def table(self, report: CycleReport) -> Table:
-        from rich.table import Table
+        from batchfsm.cli.output import rich_table
 
         now = self.clock.now()
-        table = Table(title=_totals(report), title_justify="left")
-        for column in ("batch", "job", "state", "done/failed/total", "deadline in", "owes"):
-            table.add_column(column)
-        for record in self._rows.values():
-            table.add_row(
+        rows = [
+            (
                 record.batch_id,
                 record.job_id or "",
                 _state(record),
@@ -163,6 +209,10 @@ class LiveProgress:
                 "" if record.terminal else format_remaining(record.deadline(), now),
                 ", ".join(e.handler for e in record.pending_effects),
             )
+            for record in self._rows.values()
+        ]
+        columns = ("batch", "job", "state", "done/failed/total", "deadline in", "owes")
+        table, _needed = rich_table(columns, rows, title=_totals(report))  # ids never cut
         return table
 
 
@@ -176,6 +226,8 @@ def make_progress(
 ) -> Progress:
     """A :class:`LiveProgress` on a terminal, else :class:`PlainProgress`."""
     stream = stream or sys.stdout
-    if live is None:
-        live = stream.isatty()
+    if live is None:  # as rich decides it, like the tables (FORCE_COLOR counts)
+        from batchfsm.cli.output import is_terminal
+
+        live = is_terminal(stream)
     return LiveProgress(stream, clock=clock) if live else PlainProgress(stream, clock=clock)

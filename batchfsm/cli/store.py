@@ -1,14 +1,24 @@
-"""``batchfsm init``, ``status`` and ``history``: what the store knows."""
+"""``batchfsm init``, ``status`` and ``history``: what the store knows.
+
+``history --snapshots FILE`` writes what was observed of the batch as a replayable
+history (one Batch object per line, :func:`~batchfsm.cli.views.history_snapshots`):
+``batchfsm replay FILE`` then walks the same path. ``replay`` also reads the
+``history --json`` output as it is.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from batchfsm.cli.output import print_json, print_table
-from batchfsm.cli.views import history_json, record_json, usage_json
+import orjson
+
+from batchfsm.cli.output import plural, print_json, print_line, print_table
+from batchfsm.cli.views import history_json, history_snapshots, record_json, usage_json
 from batchfsm.config import Settings
 from batchfsm.fsm.models import BatchRecord
+from batchfsm.ledger.records import ItemState
 from batchfsm.persistence import open_store
 from batchfsm.ports import JobStore
 
@@ -29,14 +39,30 @@ def add_parsers(subparsers: Any) -> None:
 
     status = subparsers.add_parser("status", help="every tracked batch and where it stands")
     add_store_option(status)
-    status.add_argument("--json", action="store_true")
+    add_json_option(status)
     status.set_defaults(func=run_status)
 
-    history = subparsers.add_parser("history", help="the audit history of one batch")
-    history.add_argument("batch_id")
+    history = subparsers.add_parser(
+        "history",
+        help="the audit history of one batch",
+        description="The audit history of one batch: every transition (implied and "
+        "undocumented ones flagged), every rejected observation and every event, with "
+        "its details. --json and --snapshots FILE are both readable by `batchfsm replay`.",
+    )
+    history.add_argument("batch_id", metavar="BATCH", help="the batch id (batch_...)")
     add_store_option(history)
-    history.add_argument("--json", action="store_true")
+    add_json_option(history)
+    history.add_argument(
+        "--snapshots", type=Path, default=None, metavar="FILE",
+        help="write the observed Batch objects to FILE, one per line, for `batchfsm replay`",
+    )  # fmt: skip
     history.set_defaults(func=run_history)
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (shapes: the README's JSON shapes)"
+    )
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -59,14 +85,24 @@ def run_status(args: argparse.Namespace) -> int:
     store = open_existing(args.store)
     try:
         records = store.list_batches()
+        queued: list[dict[str, Any]] = [
+            {"job_id": job.job_id, "requests": n}
+            for job in store.list_jobs()
+            if (n := store.count_ledger(job.job_id)[ItemState.QUEUED])
+        ]
     finally:
         store.close()
     rows = [record_json(r) for r in records]
     if args.json:
-        print_json({"batches": rows})
+        print_json({"batches": rows, "queued": queued})
         return 0
+    for waiting in queued:
+        print_line(
+            f"job {waiting['job_id']}: {plural(waiting['requests'], 'request')} queued, "
+            "waiting for room in the model's enqueued-token budget"
+        )
     print_table(
-        f"{len(rows)} tracked batches",
+        f"{plural(len(rows), 'tracked batch')}",
         ["batch", "job", "state", "done/failed/total", "deadline", "owed"],
         [
             (
@@ -118,6 +154,14 @@ def run_history(args: argparse.Namespace) -> int:
     finally:
         store.close()
     rows = [history_json(e) for e in entries]
+    if args.snapshots is not None:
+        lines = history_snapshots(args.batch_id, rows)
+        write_private(args.snapshots, b"".join(orjson.dumps(line) + b"\n" for line in lines))
+        print_line(
+            f"wrote {plural(len(lines), 'observation')} of {args.batch_id} to {args.snapshots} "
+            f"(`batchfsm replay {args.snapshots}` replays them)"
+        )
+        return 0
     if args.json:
         model = record.snapshot.model if record.snapshot else None
         usage = usage_json(record)
@@ -140,4 +184,38 @@ def _describe(row: dict[str, Any]) -> str:
         return f"rejected {row['status']!r} ({row['reason']}) in {row['current']}" + (
             f": {problems}" if problems else ""
         )
-    return f"{row['name']} {row.get('detail') or ''}".strip()
+    details = "; ".join(_fields(row.get("detail") or {}))
+    return f"{row['name']}: {details}" if details else str(row["name"])
+
+
+def _fields(detail: dict[str, Any], prefix: str = "") -> list[str]:
+    """An event's details as ``name=value`` fields: nested objects flattened with dots
+    (``usage.input_tokens=9``), lists joined with commas, unknown values left out."""
+    fields: list[str] = []
+    for key, value in detail.items():
+        if isinstance(value, dict):
+            fields.extend(_fields(value, f"{prefix}{key}."))
+        elif isinstance(value, list | tuple):
+            shown = ", ".join(
+                orjson.dumps(v).decode() if isinstance(v, dict) else str(v) for v in value
+            )
+            fields.append(f"{prefix}{key}={shown or '(none)'}")
+        elif value is not None:
+            fields.append(f"{prefix}{key}={value}")
+    return fields
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all at once (a temporary file, then a rename), readable
+    by its owner only: exports hold request lines, results and ids."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

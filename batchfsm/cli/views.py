@@ -76,6 +76,7 @@ __all__ = [
     "batch_rows",
     "demo_json",
     "history_json",
+    "history_snapshots",
     "item_json",
     "poll_summary_json",
     "record_json",
@@ -112,6 +113,7 @@ def record_json(record: BatchRecord) -> dict[str, Any]:
         "usage": usage_json(record),
         "results_expire_at": _ts(record.results_expire_at()),
         "undecodable": record.undecodable,
+        "input_tokens": record.input_tokens,
     }
 
 
@@ -127,6 +129,45 @@ def history_json(entry: HistoryEntry) -> dict[str, Any]:
     if isinstance(entry, TransitionEntry):
         data = {"kind": "transition", **data["hop"]}
     return data
+
+
+_STAMPS = {
+    "in_progress": "in_progress_at",
+    "finalizing": "finalizing_at",
+    "completed": "completed_at",
+    "failed": "failed_at",
+    "expired": "expired_at",
+    "cancelling": "cancelling_at",
+    "cancelled": "cancelled_at",
+}
+"""The Batch object's timestamp for entering each state (``validating``'s is
+``created_at``, which no hop records)."""
+
+
+def history_snapshots(batch_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The observations a batch's history (``history_json`` rows) keeps, as Batch
+    objects ``batchfsm replay`` reads: one per observed transition (the state it
+    showed, the ``*_at`` stamps known by then, ``observed_at``) and each rejected
+    snapshot as it was received. Answers that were no Batch object (``undecodable``)
+    are left out: there is nothing to replay in them. Heartbeats were never recorded."""
+    lines: list[dict[str, Any]] = []
+    stamps: dict[str, int] = {}
+    last_line: int | None = None
+    for row in rows:
+        if row["kind"] == "transition":
+            if row.get("entered_at") is not None and row["to"] in _STAMPS:
+                stamps[_STAMPS[row["to"]]] = row["entered_at"]
+            if last_line is not None and row["line"] == last_line and lines:
+                lines[-1].update(status=row["to"], **stamps)  # a later hop, same look
+                continue
+            lines.append({"id": batch_id, "object": "batch", "status": row["to"], **stamps,
+                          "observed_at": row.get("at")})  # fmt: skip
+            last_line = row["line"]
+        elif row["kind"] == "rejection" and row.get("reason") != "undecodable":
+            snapshot = dict(row.get("snapshot") or {"id": batch_id, "status": row["status"]})
+            lines.append({**snapshot, "observed_at": row.get("at")})
+            last_line = None
+    return lines
 
 
 def item_json(entry: LedgerEntry) -> dict[str, Any]:

@@ -73,15 +73,16 @@ def add_parser(subparsers: Any) -> None:
         help="write the endpoint's signing secret here (mode 0600; never printed)",
     )
     register.add_argument("--name", default="batchfsm", help="endpoint name (default %(default)s)")
-    register.add_argument("--json", action="store_true")
+    register.add_argument("--json", action="store_true", help="print the endpoint as JSON")
     register.set_defaults(func=run_register)
 
     test = sub.add_parser("test", help="have the API send a sample event to an endpoint")
     which = test.add_mutually_exclusive_group(required=True)
     which.add_argument("--endpoint-id", help="the endpoint (we_...)")
     which.add_argument("--url", help="the endpoint registered for this URL")
-    test.add_argument("--event", choices=BATCH_EVENTS, default="batch.completed")
-    test.add_argument("--json", action="store_true")
+    test.add_argument("--event", choices=BATCH_EVENTS, default="batch.completed",
+                      help="the event type to send (default %(default)s)")  # fmt: skip
+    test.add_argument("--json", action="store_true", help="print the API's answer as JSON")
     test.set_defaults(func=run_test)
 
 

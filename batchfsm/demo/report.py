@@ -129,19 +129,19 @@ def write_diagrams(out: Path, outcomes: list[BatchOutcome]) -> dict[str, Path | 
 def print_summary(report: DemoReport, file: TextIO | None = None) -> None:
     """The closing table, the paths taken, and the way on from here, for people."""
     from rich.console import Console
-    from rich.table import Table
+
+    from batchfsm.cli.output import rich_table
 
     stream = file or sys.stdout
     console = Console(file=stream, width=None if stream.isatty() else 100, soft_wrap=False)
-    table = Table()
-    table.add_column("job")
-    table.add_column("batch")
-    table.add_column("final state")
-    for column in ("succeeded", "retry", "failed"):
-        table.add_column(column, justify="right")
-    for b in report.batches:
-        job = "  ↳ retry round" if b.parent_batch_id else b.job_id
-        table.add_row(job, b.batch_id, b.state, str(b.succeeded), str(b.retry), str(b.failed))
+    table, needed = rich_table(  # ids whole, whatever the width
+        ("job", "batch", "final state", "succeeded", "retry", "failed"),
+        [("  ↳ retry round" if b.parent_batch_id else b.job_id, b.batch_id, b.state,
+          b.succeeded, b.retry, b.failed) for b in report.batches],
+    )  # fmt: skip
+    for column in table.columns[3:]:
+        column.justify = "right"
+    console.width = max(console.width, needed)
     console.print("what became of every request", style="bold", highlight=False)
     console.print(table)
     lines = [
@@ -166,6 +166,8 @@ def print_summary(report: DemoReport, file: TextIO | None = None) -> None:
         f"  batchfsm status --store {store}",
         f"  batchfsm items --store {store} --state failed",
         f"  batchfsm history {example} --store {store}",
+        f"  batchfsm results --job {report.batches[0].job_id} --store {store} "
+        f"--results-dir {report.out / 'results'}",
         "",
         "The same commands against the real API:",
         "  unset OPENAI_BASE_URL",

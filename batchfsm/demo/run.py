@@ -29,11 +29,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, TextIO
 
 from batchfsm.demo.report import BatchOutcome, DemoReport, collect_outcomes, write_diagrams
 
 if TYPE_CHECKING:
+    from batchfsm.fsm.models import BatchRecord
     from batchfsm.poller import CycleReport, PollSummary
     from batchfsm.ports import Clock
     from batchfsm.tracker import Tracker
@@ -47,6 +49,11 @@ MIN_TIME_SCALE, MAX_TIME_SCALE = 600.0, 43_200.0
 POLL_INTERVAL_S = 2 * 3600.0
 QUEUE_FULL_BACKOFF_S = 3 * 3600.0
 GIVE_UP_AFTER_S = 48 * 3600.0
+LEASE_S = 12 * 3600.0
+"""Sandbox seconds: far longer than any effect runs."""
+CANCEL_AFTER_S = 4 * 3600.0
+"""A batch whose counts stay at zero until it ends (Anthropic's) is cancelled after this
+long in progress, since "has done work" cannot be seen."""
 _SANDBOX_KEY = "sk-sandbox-demo"  # only ever sent to the in-process sandbox
 
 
@@ -57,12 +64,50 @@ def run_demo(
     progress: TextIO | None = None,
     live: bool | None = None,
     say: Callable[[str], object] = print,
+    provider: str = "openai",
 ) -> DemoReport:
-    """Run the demo into ``out``; ``progress`` gets the poll display (live on a tty)."""
+    """Run the demo into ``out``; ``progress`` gets the poll display (live on a tty).
+    ``provider="anthropic"`` rehearses Anthropic's Message Batches instead: the
+    sandbox's Anthropic dialect, the official ``anthropic`` client and the four jobs of
+    :mod:`batchfsm.demo.anthropic`."""
+    script = _script(provider)
+    script.prepare_out(out)
+    with _sandbox(provider, out, time_scale) as (base_url, clock, tracker):
+        window = 24 * 3600 / time_scale
+        say(f"sandbox on {base_url} (24 h of batch time pass in {window:.0f} s)")
+        batch_of = _submit_jobs(tracker, out / "inputs", say, script)
+        canceller = _Canceller(tracker, batch_of["demo-cancelled"], say)
+        summary = _poll_until_settled(
+            tracker, canceller, clock, time_scale, progress=progress, live=live
+        )
+        report = _read_back(tracker, out, summary, canceller.cancelled, script)
+    report.diagrams = write_diagrams(out, report.batches)
+    return report
+
+
+def _script(provider: str) -> ModuleType:
+    """The demo's script for ``provider``: its jobs, requests, endpoint and scenario."""
+    if provider not in ("openai", "anthropic"):
+        raise ValueError(f"the demo rehearses openai or anthropic, not {provider!r}")
+    name = "anthropic" if provider == "anthropic" else "scenario"
+    return importlib.import_module(f"batchfsm.demo.{name}")
+
+
+@contextmanager
+def _sandbox(provider: str, out: Path, time_scale: float) -> Iterator[tuple[str, Clock, Tracker]]:
+    """The sandbox speaking ``provider``'s API and a tracker on ``out`` that reaches only
+    it, sharing its sped-up clock: (its URL, the clock, the tracker)."""
+    if provider == "anthropic":
+        from batchfsm.demo.anthropic import sandbox_tracker
+
+        with sandbox_tracker(
+            out, time_scale, lease_seconds=LEASE_S, poll_interval=POLL_INTERVAL_S
+        ) as made:
+            yield made
+        return
     from batchfsm.demo import scenario as script
     from batchfsm.sandbox import SandboxApp, World, running_sandbox
 
-    script.prepare_out(out)
     # A cold import of the openai client can take a second, hours of sandbox time: load
     # it before the sandbox clock starts, so the first poll sees the batches young.
     importlib.import_module("batchfsm.gateway")
@@ -72,21 +117,13 @@ def run_demo(
         running_sandbox(app=app) as sandbox,
         _sandbox_tracker(out, sandbox.base_url, clock) as tracker,
     ):
-        window = 24 * 3600 / time_scale
-        say(f"sandbox on {sandbox.base_url} (24 h of batch time pass in {window:.0f} s)")
-        batch_of = _submit_jobs(tracker, out / "inputs", say)
-        canceller = _Canceller(tracker, batch_of["demo-cancelled"], say)
-        summary = _poll_until_settled(
-            tracker, canceller, clock, time_scale, progress=progress, live=live
-        )
-        report = _read_back(tracker, out, summary, canceller.cancelled)
-    report.diagrams = write_diagrams(out, report.batches)
-    return report
+        yield sandbox.base_url, clock, tracker
 
 
-def _submit_jobs(tracker: Tracker, inputs: Path, say: Callable[[str], object]) -> dict[str, str]:
+def _submit_jobs(
+    tracker: Tracker, inputs: Path, say: Callable[[str], object], script: ModuleType
+) -> dict[str, str]:
     """Write and submit every scripted job; the first batch of each, by job id."""
-    from batchfsm.demo import scenario as script
     from batchfsm.jobs.submit import submit_job
 
     batch_of: dict[str, str] = {}
@@ -137,10 +174,9 @@ def _poll_until_settled(
 
 
 def _read_back(
-    tracker: Tracker, out: Path, summary: PollSummary, cancelled: list[str]
+    tracker: Tracker, out: Path, summary: PollSummary, cancelled: list[str], script: ModuleType
 ) -> DemoReport:
     """What became of every batch and request, from the store (no diagrams yet)."""
-    from batchfsm.demo import scenario as script
     from batchfsm.ledger.records import ItemState
 
     labels = {job.job_id: (job.label, job.expected.value) for job in script.DEMO_JOBS}
@@ -172,13 +208,24 @@ class _Canceller:
             if record is None or record.batch_id != self.batch_id:
                 continue
             counts = record.snapshot.request_counts if record.snapshot else None
-            if record.state is BatchStatus.IN_PROGRESS and counts and counts.completed:
+            worked = counts is not None and bool(counts.completed)
+            if record.state is BatchStatus.IN_PROGRESS and (worked or self._long(record)):
                 cancelled = cancel_batch(self.tracker, self.batch_id)
                 self.cancelled.append(self.batch_id)
-                self.say(
-                    f"cancelling {self.batch_id} mid-run ({counts.completed} of "
-                    f"{counts.total} done): now {cancelled.state.value}"
+                done = (
+                    f"{counts.completed} of {counts.total} done"
+                    if worked and counts
+                    else (f"{CANCEL_AFTER_S / 3600:g} h in progress")
                 )
+                self.say(
+                    f"cancelling {self.batch_id} mid-run ({done}): now {cancelled.state.value}"
+                )
+
+    def _long(self, record: BatchRecord) -> bool:
+        """In progress for :data:`CANCEL_AFTER_S` (for counts that stay at zero)."""
+        started = record.snapshot.in_progress_at if record.snapshot else None
+        now = self.tracker.clock.now().timestamp()
+        return started is not None and now >= started + CANCEL_AFTER_S
 
 
 @contextmanager
@@ -202,7 +249,7 @@ def _sandbox_tracker(out: Path, base_url: str, clock: Clock) -> Iterator[Tracker
     settings = Settings(
         store_url=f"sqlite:///{out / 'store.db'}",
         results_dir=out / "results",
-        lease_seconds=12 * 3600.0,  # sandbox seconds: far longer than any effect runs
+        lease_seconds=LEASE_S,
         poll_interval=POLL_INTERVAL_S,
     )
     (out / "work").mkdir()

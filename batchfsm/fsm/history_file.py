@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -34,12 +35,18 @@ def _observed_at(value: object, *, path: str, line: int) -> datetime | None:
     )
 
 
-def read_history(path: Path | str) -> Iterator[Observation]:
+def read_history(
+    path: Path | str, *, read: Callable[[Mapping[str, Any]], object] | None = None
+) -> Iterator[Observation]:
     """Yield one observation per non-blank line; blank lines still count as lines.
 
+    ``read`` turns a provider's Batch object into OpenAI's shape first (a profile's
+    ``read_batch``: Anthropic's ``MessageBatch`` has ``processing_status``, no
+    ``status``), so a history recorded from that provider replays as it came.
+
     Raises :class:`InputFileError` naming the line for anything that is not a JSON
-    object with a string ``status``. Callers that must not act on a half-read file
-    (``batchfsm replay``) materialise the whole iterator first.
+    object with a string ``status`` (after ``read``). Callers that must not act on a
+    half-read file (``batchfsm replay``) materialise the whole iterator first.
     """
     name = str(path)
     with open(path, "rb") as handle:
@@ -54,6 +61,10 @@ def read_history(path: Path | str) -> Iterator[Observation]:
                 raise InputFileError(
                     f"expected a JSON object, got {type(data).__name__}", path=name, line=number
                 )
+            observed = data.pop("observed_at", None)
+            if read is not None:
+                mapped = read(data)
+                data = dict(mapped) if isinstance(mapped, Mapping) else data
             if "status" not in data:
                 raise InputFileError("missing", path=name, line=number, field="status")
             if not isinstance(data["status"], str):
@@ -63,7 +74,7 @@ def read_history(path: Path | str) -> Iterator[Observation]:
                     line=number,
                     field="status",
                 )
-            observed_at = _observed_at(data.pop("observed_at", None), path=name, line=number)
+            observed_at = _observed_at(observed, path=name, line=number)
             try:
                 snapshot = BatchSnapshot.model_validate(data)
             except ValidationError as exc:

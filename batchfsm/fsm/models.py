@@ -181,6 +181,9 @@ class BatchRecord(SlottedModel):
     undecodable: int = 0
     """Answers for this batch that were not a Batch object we could read, each recorded
     in the history; a run of the same defect counts once (as it is recorded once)."""
+    input_tokens: int | None = None
+    """Input tokens of the requests it was created with, counted at submit (None: not
+    counted); what it holds of its model's enqueued-token queue until it ends."""
     output_expires_after: int | None = None
     """The ``output_expires_after`` seconds the batch was created with (None: not sent,
     the files' lifetime is the provider's and unknown); see :meth:`results_expire_at`."""

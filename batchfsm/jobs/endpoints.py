@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 from batchfsm.errors import InputFileError
 
-__all__ = ["ENDPOINTS", "MODEL_OPTIONAL", "RETIRED_ENDPOINTS", "check_endpoint"]
+__all__ = ["ENDPOINTS", "MESSAGES", "MODEL_OPTIONAL", "RETIRED_ENDPOINTS", "check_endpoint"]
 
 ENDPOINTS = frozenset(
     {
@@ -35,6 +35,10 @@ RETIRED_ENDPOINTS: Mapping[str, str] = MappingProxyType(
     }
 )
 """Endpoints the API used to take for batches, and why it no longer does."""
+MESSAGES = "/v1/messages"
+"""Anthropic's Message Batches (https://platform.claude.com/docs/en/build-with-claude/batch-processing):
+every request is a Messages call. Taken here; only the ``anthropic`` profile accepts it
+(:meth:`batchfsm.providers.ProviderProfile.check_endpoint`)."""
 MODEL_OPTIONAL = frozenset({"/v1/moderations", "/v1/images/generations", "/v1/images/edits"})
 """Endpoints whose requests may leave ``body.model`` out (the endpoint's default model)."""
 
@@ -42,7 +46,7 @@ MODEL_OPTIONAL = frozenset({"/v1/moderations", "/v1/images/generations", "/v1/im
 def check_endpoint(endpoint: str, *, path: str | None = None) -> str:
     """``endpoint`` if the Batch API takes it; else :class:`InputFileError` saying why
     (for a retired one, since when) and listing the ones it takes."""
-    if endpoint in ENDPOINTS:
+    if endpoint in ENDPOINTS or endpoint == MESSAGES:
         return endpoint
     why = RETIRED_ENDPOINTS.get(endpoint)
     if why is not None:

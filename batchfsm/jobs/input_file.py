@@ -34,7 +34,14 @@ from typing import Any
 import orjson
 
 from batchfsm.errors import InputFileError
-from batchfsm.jobs.endpoints import ENDPOINTS, MODEL_OPTIONAL, RETIRED_ENDPOINTS, check_endpoint
+from batchfsm.jobs.endpoints import (
+    ENDPOINTS,
+    MESSAGES,
+    MODEL_OPTIONAL,
+    RETIRED_ENDPOINTS,
+    check_endpoint,
+)
+from batchfsm.providers.anthropic.requests import check_line
 
 __all__ = [
     "ENDPOINTS",
@@ -160,9 +167,14 @@ def _check_lines(path: Path, endpoint: str, limits: Limits) -> tuple[list[_LineI
                 "custom_id",
             )
         seen[custom_id] = number
-        _check_request(obj, endpoint, path, number)
-        body: dict[str, Any] = obj["body"]
-        line_model = _model(body, path, number, optional=optional)
+        if endpoint == MESSAGES:  # Anthropic's shape, or an OpenAI chat line converted
+            check_line(obj, path=str(path), line=number)  # a batch may mix models
+            body: dict[str, Any] = {}
+            line_model = None
+        else:
+            _check_request(obj, endpoint, path, number)
+            body = obj["body"]
+            line_model = _model(body, path, number, optional=optional)
         if not model_line:
             model, model_line = line_model, number
         elif line_model != model:

@@ -57,6 +57,7 @@ from batchfsm.ledger.records import (
     LedgerEntry,
     SubmitIntent,
 )
+from batchfsm.ledger.tokens import total_tokens
 from batchfsm.persistence.ledger_writer import Change, update_ledger
 from batchfsm.persistence.optimistic import retry_on_conflict
 
@@ -91,6 +92,7 @@ class TrackBatch(Protocol):
         job_id: str | None = None,
         parent_batch_id: str | None = None,
         items: int | None = None,
+        input_tokens: int | None = None,
     ) -> BatchRecord: ...
 
 
@@ -176,6 +178,7 @@ class Intents:
                     update={
                         "state": IntentState.UPLOADED,
                         "file_id": file_id,
+                        "input_tokens": total_tokens(e.input_tokens for e in owned.values()),
                         **self.lease(self.clock.now()),
                     }
                 )
@@ -253,6 +256,7 @@ class Intents:
                 job_id=job.job_id,
                 parent_batch_id=parents[0] if parents else None,
                 items=len(intent.custom_ids),
+                input_tokens=intent.input_tokens,
             )
         except DuplicateJobError:
             record = self.store.load(batch_id)

@@ -6,8 +6,10 @@ and the ledger say:
 
 * ``uploaded``: the batch may exist. The account's batches are listed (newest first,
   only if such an intent exists, and only back to the oldest open intent's creation
-  time) and searched for ``metadata.batchfsm_intent``: a batch found is adopted (no
-  duplicate), none found is created now from the uploaded file (no orphan);
+  time) and searched for ``metadata.batchfsm_intent``, else the intent's uploaded file,
+  else (a provider whose batches carry neither, Anthropic) the one batch of the
+  intent's size created since it was planned (:mod:`batchfsm.jobs.untagged`): a batch
+  found is adopted (no duplicate), none found is created now (no orphan);
 * ``planned`` with entries it claimed: launched now from the ledger's original lines;
 * ``planned`` with none: abandoned.
 
@@ -23,15 +25,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from batchfsm.errors import AuthenticationFailedError, GatewayError, StaleJobError
+from batchfsm.errors import (
+    AuthenticationFailedError,
+    BatchNotFoundError,
+    GatewayError,
+    StaleJobError,
+)
 from batchfsm.jobs.claims import owned_entries
 from batchfsm.jobs.intents import Intents, lease_ends
 from batchfsm.jobs.metadata import INTENT_KEY
 from batchfsm.jobs.owners import owner_is_gone
-from batchfsm.ledger.records import IntentState, SubmitIntent
+from batchfsm.jobs.untagged import is_untagged, match_untagged
+from batchfsm.ledger.records import IntentState, JobRecord, SubmitIntent
 
 if TYPE_CHECKING:
-    from batchfsm.fsm.models import BatchSnapshot
+    from batchfsm.fsm.models import BatchRecord, BatchSnapshot
 
 __all__ = ["ReconcileReport", "reconcile_intents"]
 
@@ -103,15 +111,29 @@ def _finish(
     """Carry one taken-over intent to its end; returns the report's list it belongs in."""
     job = intents.store.load_job(intent.job_id)
     if intent.state == IntentState.UPLOADED:
-        found = remote.find(intent.intent_id, intent.file_id)
+        found = remote.find(intent.intent_id, intent.file_id) or remote.untagged_match(intent)
         if found is not None:
             intents.adopt(job, intent, found)
             return report.adopted
-        return report.relaunched if intents.create(job, intent) is not None else report.abandoned
+        return report.relaunched if _create(intents, job, intent) is not None else report.abandoned
     if owned_entries(intents.store, intent) and intents.launch(job, intent):
         return report.relaunched
     intents.abandon(intent, reason="its items were never claimed")
     return report.abandoned
+
+
+def _create(intents: Intents, job: JobRecord, intent: SubmitIntent) -> BatchRecord | None:
+    """Create an uploaded intent's batch. If its input is gone (404: the file expired,
+    or the requests a provider without files held in a process that died), ``create``
+    puts the intent back to ``planned``; it is sent again now, from the ledger."""
+    try:
+        return intents.create(job, intent)
+    except BatchNotFoundError:
+        listed = intents.store.list_intents(intent.job_id, open_only=True)
+        again = next((i for i in listed if i.intent_id == intent.intent_id), None)
+        if again is None or again.state != IntentState.PLANNED:
+            raise
+        return intents.launch(job, again)
 
 
 class _RemoteIntents:
@@ -129,6 +151,7 @@ class _RemoteIntents:
         self._cutoff = None if oldest is None else (oldest - CLOCK_SKEW).timestamp()
         self._found: dict[str, BatchSnapshot] = {}
         self._by_file: dict[str, BatchSnapshot] = {}
+        self._untagged: list[BatchSnapshot] = []
         self._pages: Iterator[BatchSnapshot] | None = None
         self._done = False
 
@@ -163,3 +186,13 @@ class _RemoteIntents:
             self._found[intent_id] = snapshot
         if snapshot.input_file_id and snapshot.input_file_id not in self._by_file:
             self._by_file[snapshot.input_file_id] = snapshot
+        if is_untagged(snapshot):  # no metadata, no file: Anthropic's Message Batches
+            self._untagged.append(snapshot)
+
+    def untagged_match(self, intent: SubmitIntent) -> BatchSnapshot | None:
+        """The untagged batch that fits ``intent`` by size and creation time, once the
+        walk is done (:mod:`batchfsm.jobs.untagged`, which names the one window it
+        cannot close at once)."""
+        if not self._done or not self._untagged:
+            return None
+        return match_untagged(self._intents, intent, self._untagged, skew=CLOCK_SKEW)

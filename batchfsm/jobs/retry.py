@@ -33,12 +33,13 @@ from batchfsm.fsm.models import BatchRecord
 from batchfsm.fsm.spec import BatchStatus
 from batchfsm.jobs.input_file import Limits, plan_chunks, write_chunk
 from batchfsm.jobs.intents import Intents
-from batchfsm.ledger.records import ErrorCategory, ItemState, JobRecord, LedgerEntry
+from batchfsm.ledger.records import ErrorCategory, ItemError, ItemState, JobRecord, LedgerEntry
+from batchfsm.persistence.ledger_writer import update_ledger
 
 if TYPE_CHECKING:
     from batchfsm.tracker import Tracker
 
-__all__ = ["Backoff", "RetryResult", "Waiting", "retry_items"]
+__all__ = ["Backoff", "RetryResult", "Waiting", "cap_rounds", "retry_items"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class RetryResult:
     batches: list[BatchRecord] = field(default_factory=list)
     """The retry batches created, in order."""
     waiting: list[Waiting] = field(default_factory=list)
+    out_of_rounds: int = 0
+    """Items failed instead of resent: they had been sent ``max_rounds`` times."""
 
     @property
     def next_ready(self) -> datetime | None:
@@ -95,6 +98,8 @@ def retry_items(
     jobs = [tracker.store.load_job(job_id)] if job_id else tracker.store.list_jobs()
     for job in jobs:
         ready, waiting = _ready_items(tracker, job, backoff)
+        ready, spent = cap_rounds(tracker, job.job_id, ready)
+        result.out_of_rounds += spent
         if waiting:
             result.waiting.append(
                 Waiting(job.job_id, len(waiting), min(ready_at for _, ready_at in waiting))
@@ -204,3 +209,35 @@ def _send(tracker: Tracker, job: JobRecord, group: list[LedgerEntry]) -> BatchRe
         return entry
 
     return Intents.of(tracker).send(job, expected, claim, parent_batch_ids=parents)
+
+
+def cap_rounds(
+    tracker: Tracker, job_id: str, entries: list[LedgerEntry]
+) -> tuple[list[LedgerEntry], int]:
+    """``entries`` that may go again, and how many were failed instead: sent in
+    ``Settings.max_rounds`` batches already (its rounds are ``len(entry.batches)``, kept
+    per item in the ledger), whatever became of each."""
+    cap = tracker.settings.max_rounds
+    spent = {e.custom_id for e in entries if len(e.batches) >= cap}
+    if not spent:
+        return entries, 0
+    failure = ItemError(
+        code="max_rounds",
+        message=f"sent in {cap} batches without a result (max rounds {cap}); not resent",
+        category=ErrorCategory.ROUNDS,
+        at=tracker.clock.now(),
+    )
+
+    def change(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
+        if entry is None or entry.state not in (ItemState.RETRY, ItemState.QUEUED):
+            return None
+        if len(entry.batches) < cap:
+            return None
+        return entry.model_copy(update={"state": ItemState.FAILED, "last_error": failure})
+
+    failed = update_ledger(tracker.store, job_id, sorted(spent), change)
+    if failed:
+        logger.error(
+            "job %s: %d requests failed after %d rounds (--max-rounds)", job_id, len(failed), cap
+        )
+    return [e for e in entries if e.custom_id not in spent], len(failed)

@@ -18,7 +18,7 @@ twice. Pass ``job_id`` (``--job-id``) to run the same file again as a new job.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,13 +27,16 @@ import orjson
 
 from batchfsm.errors import DuplicateJobError, InputFileError
 from batchfsm.fsm.models import BatchRecord
+from batchfsm.jobs.admission import Admission, line_model
 from batchfsm.jobs.claims import closed_intents
-from batchfsm.jobs.input_file import Limits, plan_chunks
+from batchfsm.jobs.cost import check_max_cost, load_prices
+from batchfsm.jobs.input_file import Chunk, Limits, plan_chunks
 from batchfsm.jobs.intents import Intents
 from batchfsm.jobs.metadata import check_metadata
 from batchfsm.jobs.reconcile import reconcile_intents
 from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry
-from batchfsm.persistence.ledger_writer import Change
+from batchfsm.ledger.tokens import count_line
+from batchfsm.persistence.ledger_writer import Change, update_ledger
 from batchfsm.persistence.sinks import unsafe_name
 
 if TYPE_CHECKING:
@@ -88,6 +91,8 @@ def submit_job(
     max_attempts: int | None = None,
     job_id: str | None = None,
     limits: Limits | None = None,
+    queue_limits: Mapping[str, int] | None = None,
+    max_cost: float | None = None,
 ) -> SubmitResult:
     """Validate ``path``, then send it as batches of one job; see the module docstring.
 
@@ -107,6 +112,8 @@ def submit_job(
         max_bytes=limits.max_bytes,
         max_embedding_inputs=limits.max_embedding_inputs,
     )  # validates the whole file before returning
+    if max_cost is not None:  # refused before anything is written or sent
+        check_max_cost(path, endpoint, max_cost, load_prices(tracker.settings.prices_file))
     requests = _count_lines(path)  # blank lines were refused: one line, one request
     job_id = job_id or job_id_for(path, endpoint, user_metadata)
     job, resumed = _open_job(
@@ -125,16 +132,8 @@ def submit_job(
     if resumed:
         reconcile_intents(intents, job_id=job_id)
     covered = _covered(intents, job_id) if resumed else set()
-    launched = []
-    for chunk in chunks:
-        todo = [r for r in chunk.requests if r.custom_id not in covered]
-        if not todo:
-            continue
-        lines = {r.custom_id: r.text for r in todo}
-        closed = set(closed_intents(tracker.store, job_id)) if resumed else set()
-        record = intents.send(job, lines, _claim_new(job_id, lines, closed))
-        if record is not None:
-            launched.append(record.batch_id)
+    admission = Admission(tracker, _queue_limits(tracker, queue_limits), limits)
+    launched = _send_chunks(tracker, job, chunks, covered, admission, resumed=resumed)
     open_intents = [i.intent_id for i in tracker.store.list_intents(job_id, open_only=True)]
     return SubmitResult(
         job=job,
@@ -143,6 +142,41 @@ def submit_job(
         resumed=resumed,
         open_intents=open_intents,
     )
+
+
+def _send_chunks(
+    tracker: Tracker,
+    job: JobRecord,
+    chunks: Iterable[Chunk],
+    covered: set[str],
+    admission: Admission,
+    *,
+    resumed: bool,
+) -> list[str]:
+    """Each chunk's requests not yet ``covered``: sent as a batch, or, where the
+    model has a budget, written ``queued`` and admitted as far as it allows."""
+    job_id, endpoint = job.job_id, job.endpoint
+    intents = Intents.of(tracker)
+    launched: list[str] = []
+    queued = False
+    for chunk in chunks:
+        todo = [r for r in chunk.requests if r.custom_id not in covered]
+        if not todo:
+            continue
+        lines = {r.custom_id: r.text for r in todo}
+        tokens = {r.custom_id: count_line(r.text, endpoint) for r in todo}
+        closed = set(closed_intents(tracker.store, job_id)) if resumed else set()
+        claim = _claim_new(job_id, lines, tokens, closed)
+        if admission.limit_for(line_model(todo[0].text)) is not None:
+            update_ledger(tracker.store, job_id, list(lines), _queued(claim))
+            queued = True
+            continue
+        record = intents.send(job, lines, claim)
+        if record is not None:
+            launched.append(record.batch_id)
+    if queued:  # send what fits now; the poller sends the rest as batches end
+        launched.extend(r.batch_id for r in admission.cycle().launched)
+    return launched
 
 
 def _open_job(tracker: Tracker, job: JobRecord) -> tuple[JobRecord, bool]:
@@ -172,19 +206,42 @@ def _covered(intents: Intents, job_id: str) -> set[str]:
     return covered
 
 
-def _claim_new(job_id: str, lines: Mapping[str, str], closed: set[str]) -> Change:
+def _claim_new(
+    job_id: str, lines: Mapping[str, str], tokens: Mapping[str, int], closed: set[str]
+) -> Change:
     """A new entry per request. An existing ``pending`` one that never ran is taken
     over only if no live intent holds it: unclaimed, or claimed by an intent in
     ``closed`` (ids of intents that ended without sending it)."""
 
     def change(entry: LedgerEntry | None, custom_id: str) -> LedgerEntry | None:
         if entry is None:
-            return LedgerEntry(job_id=job_id, custom_id=custom_id, line=lines[custom_id])
+            return LedgerEntry(
+                job_id=job_id,
+                custom_id=custom_id,
+                line=lines[custom_id],
+                input_tokens=tokens[custom_id],
+            )
         if entry.state is not ItemState.PENDING or entry.batches:
             return None
         if entry.intent_id is not None and entry.intent_id not in closed:
             return None  # an open intent (perhaps a racing submit) is sending it
         return entry
+
+    return change
+
+
+def _queue_limits(tracker: Tracker, given: Mapping[str, int] | None) -> Mapping[str, int]:
+    return tracker.settings.queue_limits if given is None else given
+
+
+def _queued(claim: Change) -> Change:
+    """``claim``, writing the entry ``queued`` (unclaimed) instead of for an intent."""
+
+    def change(entry: LedgerEntry | None, custom_id: str) -> LedgerEntry | None:
+        new = claim(entry, custom_id)
+        if new is None:
+            return None
+        return new.model_copy(update={"state": ItemState.QUEUED, "intent_id": None})
 
     return change
 

@@ -7,14 +7,34 @@ ledger entry keyed by ``(job_id, custom_id)`` that says where it stands.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """``BaseModel.model_copy``, without its generic copying for the common shallow
+        update (a million-entry ledger copies each entry a few times). Like pydantic's,
+        the update is not validated."""
+        if deep or not update:
+            return super().model_copy(update=update, deep=deep)
+        cls = type(self)
+        new = cls.__new__(cls)
+        values = self.__dict__.copy()
+        values.update(update)
+        object.__setattr__(new, "__dict__", values)
+        object.__setattr__(
+            new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | update.keys()
+        )
+        object.__setattr__(new, "__pydantic_extra__", None)
+        object.__setattr__(new, "__pydantic_private__", None)
+        return new
 
 
 class JobRecord(_Record):
@@ -65,6 +85,9 @@ class SubmitIntent(_Record):
     file_id: str | None = None
     batch_id: str | None = None
     parent_batch_ids: tuple[str, ...] = ()
+    input_tokens: int | None = None
+    """Input tokens of the requests it sends (:mod:`batchfsm.ledger.tokens`), set at the
+    upload; None: not counted."""
     lease_owner: str | None = None
     """The process (``Tracker.owner``) working on the intent."""
     lease_until: datetime | None = None
@@ -75,6 +98,9 @@ class SubmitIntent(_Record):
 
 class ItemState(StrEnum):
     PENDING = "pending"
+    QUEUED = "queued"
+    """Waiting for room in its model's enqueued-token budget (never sent yet, or
+    refused with ``token_limit_exceeded``): the poller sends it when batches end."""
     SUCCEEDED = "succeeded"
     RETRY = "retry"
     FAILED = "failed"
@@ -99,6 +125,9 @@ class ErrorCategory(StrEnum):
     """The API no longer knows the batch (404)."""
     MALFORMED = "malformed"
     """Its result line could not be read."""
+    ROUNDS = "rounds"
+    """Sent in ``max_rounds`` batches without a result (expired, cancelled, missing each
+    time): failed, so an auto-retry does not resend it for ever."""
     RESULTS_EXPIRED = "results_expired"
     """The batch's output or error file expired (404 after ``output_expires_after``)
     before it was downloaded: its result is out of reach, so it is sent again."""
@@ -137,6 +166,8 @@ class LedgerEntry(_Record):
     batches: tuple[str, ...] = ()
     last_error: ItemError | None = None
     result_batch_id: str | None = None
+    input_tokens: int | None = None
+    """The request's input tokens, counted at submit (:mod:`batchfsm.ledger.tokens`)."""
     intent_id: str | None = None
     """The submit intent that last claimed the entry, set in the same conditional write
     that makes it ``pending`` for a new batch. Only that intent sends it, and once the

@@ -178,15 +178,17 @@ def settle(
     """The entry after ``batch_id`` gave it ``fate``; None when it must not change.
 
     It must not change unless it is ``pending`` in this very batch: an entry already
-    settled (a re-run), moved on to a later batch, or succeeded stays as it is.
+    settled (a re-run), moved on to a later batch, or succeeded stays as it is. A
+    success clears ``last_error``: what failed an earlier attempt is no longer true.
     """
     if entry.state is not ItemState.PENDING or not entry.batches or entry.batches[-1] != batch_id:
         return None
     attempts = entry.attempts + (1 if fate.spends_attempt else 0)
-    if fate.state is ItemState.SUCCEEDED:
+    if fate.state is ItemState.SUCCEEDED:  # an earlier attempt's error no longer applies
         return entry.model_copy(
-            update={"state": ItemState.SUCCEEDED, "attempts": attempts, "result_batch_id": batch_id}
-        )
+            update={"state": ItemState.SUCCEEDED, "attempts": attempts, "result_batch_id": batch_id,
+                    "last_error": None}
+        )  # fmt: skip
     state = fate.state
     if state is ItemState.RETRY and attempts >= max_attempts:
         state = ItemState.FAILED  # out of attempts: the last error says why

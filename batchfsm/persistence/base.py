@@ -23,6 +23,7 @@ from batchfsm.ledger.records import (
     LedgerEntry,
     SubmitIntent,
 )
+from batchfsm.persistence.budgets import TokenBudgets
 from batchfsm.persistence.items import (
     BatchItem,
     IntentItem,
@@ -56,7 +57,7 @@ LEDGER_PAGE = 500
 """How many ledger entries one ``_scan_ledger`` call returns while iterating."""
 
 
-class BaseJobStore(WebhookReceipts, ABC):
+class BaseJobStore(TokenBudgets, WebhookReceipts, ABC):
     """Everything a backend shares, written once (template method).
 
     This class maps records to stored items (pydantic JSON) and back, applies the
@@ -304,14 +305,14 @@ class BaseJobStore(WebhookReceipts, ABC):
 
     def get_ledger(self, job_id: str, custom_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """The entries that exist among ``custom_ids``."""
-        wanted = list(dict.fromkeys(custom_ids))
+        wanted = dict.fromkeys(custom_ids)  # ordered, deduplicated, O(1) membership
         if not wanted:
             return {}
-        found = self._get_ledger(job_id, wanted)
+        found = self._get_ledger(job_id, list(wanted))
         return {
             i.custom_id: self._decode_ledger(i)
             for i in found
-            if i.job_id == job_id and i.custom_id in set(wanted)
+            if i.job_id == job_id and i.custom_id in wanted
         }
 
     def iter_ledger(

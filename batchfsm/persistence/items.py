@@ -146,6 +146,8 @@ def decode_model(model: type[_M], data: str, *, store: str, what: str, version: 
         loaded = model.model_validate_json(data)
     except ValidationError as exc:
         raise unreadable(exc, store=store, what=what, batch_id=None) from exc
+    if getattr(loaded, "version", None) == version:
+        return loaded  # the stored JSON already carries its version: no copy
     return loaded.model_copy(update={"version": version})
 
 

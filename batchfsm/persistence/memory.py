@@ -41,6 +41,7 @@ class MemoryJobStore(BaseJobStore):
         self._ledger: dict[tuple[str, str], LedgerItem] = {}
         self._receipts: dict[str, tuple[str, datetime]] = {}
         self._tokens: dict[str, str] = {}
+        self._budgets: dict[str, tuple[int, str]] = {}
 
     def init(self) -> None:
         self._check_open()
@@ -222,3 +223,23 @@ class MemoryJobStore(BaseJobStore):
         with self._lock:
             self._check_open()
             return self._tokens.pop(scope, None)
+
+    # -- token budgets -------------------------------------------------------------------
+    def _get_budget(self, model: str) -> tuple[int, str] | None:
+        with self._lock:
+            self._check_open()
+            return self._budgets.get(model)
+
+    def _put_budget(self, model: str, data: str, *, version: int, expected_version: int) -> None:
+        with self._lock:
+            self._check_open()
+            current = self._budgets.get(model)
+            actual = current[0] if current else 0
+            if actual != expected_version:
+                raise StaleJobError(
+                    model,
+                    kind="token budget",
+                    expected_version=expected_version,
+                    actual_version=actual if current else None,
+                )
+            self._budgets[model] = (version, data)

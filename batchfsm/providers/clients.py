@@ -42,6 +42,8 @@ def make_client(
     """
     import openai
 
+    if profile.client == "anthropic":  # never an OpenAI client with an Anthropic key
+        raise ConfigError("the anthropic provider uses the anthropic client, not openai's")
     if profile.client == "azure" and not _azure_v1(base_url):
         try:
             return openai.AzureOpenAI(api_key=api_key, max_retries=0, http_client=http_client)

@@ -16,7 +16,11 @@ upper-case statuses without FINALIZING or CANCELLING, ``job_deadline``, ``model_
 uploads to ``/files/upload`` with ``purpose=batch-api``); OpenRouter
 https://openrouter.ai/docs/client-sdks/python/components/batchobjectstatus (the eight
 words on objects). Where a provider publishes no limit, OpenAI's apply, and where it
-names no endpoint set, none is narrowed (the API's own answer then decides).
+names no endpoint set, none is narrowed (the API's own answer then decides). Anthropic
+https://platform.claude.com/docs/en/build-with-claude/batch-processing (100,000
+requests or 256 MB per batch, requests inline, 24 h, results kept 29 days) is not
+OpenAI's wire: its profile names the facts, :mod:`batchfsm.providers.anthropic` the
+gateway and the mapping.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from urllib.parse import urlsplit
 from batchfsm.config import PROVIDER_NAMES, ProviderName
 from batchfsm.errors import InputFileError
 from batchfsm.fsm.spec import BatchStatus
+from batchfsm.providers.anthropic.mapping import ENDPOINT as MESSAGES
+from batchfsm.providers.anthropic.mapping import read_anthropic
 from batchfsm.providers.objects import read_together
 
 if TYPE_CHECKING:
@@ -47,9 +53,11 @@ class ProviderProfile:
 
     name: ProviderName
     title: str
-    client: Literal["openai", "azure"]
+    client: Literal["openai", "azure", "anthropic"]
     """``azure``: ``openai.AzureOpenAI`` (``AZURE_OPENAI_ENDPOINT``,
-    ``AZURE_OPENAI_API_KEY``, ``OPENAI_API_VERSION``); ``openai``: ``openai.OpenAI``."""
+    ``AZURE_OPENAI_API_KEY``, ``OPENAI_API_VERSION``); ``openai``: ``openai.OpenAI``;
+    ``anthropic``: ``anthropic.Anthropic`` behind its own gateway
+    (:class:`~batchfsm.providers.anthropic.AnthropicGateway`)."""
     base_url: str | None = None
     """The public base URL used when ``OPENAI_BASE_URL`` is unset (None: the client's)."""
     hosts: tuple[str, ...] = ()
@@ -64,7 +72,7 @@ class ProviderProfile:
     deadline warnings and the past-deadline alert would be false."""
     status_words: Mapping[str, BatchStatus] = field(default_factory=lambda: MappingProxyType({}))
     """The provider's own words for statuses, beyond the eight themselves."""
-    object_shape: Literal["openai", "together"] = "openai"
+    object_shape: Literal["openai", "together", "anthropic"] = "openai"
     list_shape: Literal["page", "array"] = "page"
     """``page``: OpenAI's cursor page; ``array``: one bare JSON array of every batch."""
     upload_route: str = "/files"
@@ -90,6 +98,8 @@ class ProviderProfile:
             self.object_shape == "openai" and not self.status_words
         ):
             return answer  # nothing to map (OpenAI's wire): no copy on a poll's hot path
+        if self.object_shape == "anthropic":  # its status needs more than the word
+            return read_anthropic(answer)
         data = read_together(answer) if self.object_shape == "together" else dict(answer)
         word = data.get("status")
         if isinstance(word, str):
@@ -98,6 +108,12 @@ class ProviderProfile:
 
     def check_endpoint(self, endpoint: str) -> None:
         """:raises InputFileError: the provider takes no batches for ``endpoint``."""
+        if endpoint == MESSAGES and self.endpoints is None:  # Anthropic's alone
+            raise InputFileError(
+                f"{MESSAGES} batches are Anthropic's Message Batches: use --provider "
+                f"anthropic (not {self.name})",
+                field="endpoint",
+            )
         if self.endpoints is not None and endpoint not in self.endpoints:
             offered = ", ".join(sorted(self.endpoints))
             raise InputFileError(
@@ -166,6 +182,15 @@ PROFILES: Mapping[ProviderName, ProviderProfile] = MappingProxyType(
         ),
         "compatible": ProviderProfile(
             name="compatible", title="an OpenAI-compatible server", client="openai"
+        ),
+        "anthropic": ProviderProfile(
+            name="anthropic",
+            title="Anthropic Message Batches",
+            client="anthropic",
+            endpoints=frozenset({MESSAGES}),
+            max_requests=100_000,
+            max_bytes=256 * MB,
+            object_shape="anthropic",
         ),
     }
 )

@@ -206,7 +206,7 @@ class SandboxApp:
     # -- /sandbox ----------------------------------------------------------------------
 
     def _stats(self, request: Request, fault: Fault | None, args: dict[str, str]) -> Response:
-        return _json(self.stats.snapshot())
+        return _json({**self.stats.snapshot(), "queue": self.world.queue.snapshot()})
 
     def _advance(self, request: Request, fault: Fault | None, args: dict[str, str]) -> Response:
         try:

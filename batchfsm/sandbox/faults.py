@@ -17,9 +17,17 @@ __all__ = ["FILE_CONTENT_ROUTE", "STALE_ROUTES", "Fault", "FaultInjector", "trun
 
 Fault = FaultKind
 
-STALE_ROUTES = frozenset({"GET /v1/batches/{batch_id}", "GET /v1/batches"})
+STALE_ROUTES = frozenset(
+    {
+        "GET /v1/batches/{batch_id}",
+        "GET /v1/batches",
+        "GET /v1/messages/batches/{batch_id}",  # the Anthropic dialect's
+        "GET /v1/messages/batches",
+    }
+)
 CREATE_ROUTE = "POST /v1/batches"
 FILE_CONTENT_ROUTE = "GET /v1/files/{file_id}/content"
+DOWNLOAD_ROUTES = frozenset({FILE_CONTENT_ROUTE, "GET /v1/messages/batches/{batch_id}/results"})
 
 
 class FaultInjector:
@@ -77,7 +85,7 @@ def _applies(kind: str, route: str) -> bool:
     if kind == "stale_read":
         return route in STALE_ROUTES
     if kind == "truncate":
-        return route == FILE_CONTENT_ROUTE
+        return route in DOWNLOAD_ROUTES
     if kind in ("queue_full", "queue_full_429"):
         return route == CREATE_ROUTE
     return True

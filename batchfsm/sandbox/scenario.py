@@ -7,7 +7,9 @@ outcome, every output-line order and every injected fault.
 How a batch gets its fate, first match wins:
 
 1. ``metadata["sandbox_fate"]`` names an entry of ``Scenario.named`` or, failing that, a
-   fate kind (``"expire"``, ``"all_fail"`` ...) with default settings;
+   fate kind (``"expire"``, ``"all_fail"`` ...) with default settings; a retry round
+   resending an earlier batch's requests under the same name is fated as if it named
+   none (``Scenario.fate_on_resend``, :mod:`batchfsm.sandbox.fates`);
 2. ``Scenario.by_order[i]`` for the i-th batch created (0-based);
 3. ``Scenario.default``.
 
@@ -126,6 +128,13 @@ class Scenario(_Model):
     """Probability that a clean batch reports ``error_file_id: ""`` rather than null."""
     max_requests: int = Field(default=50_000, ge=1)
     """Lines per input file before ``too_many_tasks`` (the API's limit)."""
+    fate_on_resend: Literal["default", "same"] = "default"
+    """A batch resending requests of an earlier one under the same ``sandbox_fate`` (a
+    retry round) meets the fate an unnamed batch would (``default``) or the same again
+    (``same``); see :mod:`batchfsm.sandbox.fates`."""
+    queue_limits: dict[str, int] = Field(default_factory=dict)
+    """Enqueued-token limit per model (``*``: any other model); see
+    :mod:`batchfsm.sandbox.queue`. Empty: no limit."""
 
     def fate_for(self, *, index: int, metadata: dict[str, str] | None) -> Fate | None:
         """The fate of the ``index``-th batch; None when ``sandbox_fate`` names nothing."""

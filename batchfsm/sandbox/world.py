@@ -5,8 +5,7 @@ once. Methods take and return JSON-ready dicts (the API's objects) and raise
 :class:`~batchfsm.sandbox.api_errors.SandboxAPIError` for the app to render, so Python
 tests may also drive a :class:`World` directly.
 
-Every random choice comes from generators seeded by ``Scenario.seed`` (and, per batch, the
-batch id), so the same calls give the same ids, outcomes and file bytes.
+Every random choice is seeded by ``Scenario.seed`` (and per batch its id): same calls, same bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +19,9 @@ from typing import Any
 from batchfsm.ports import Clock, SystemClock
 from batchfsm.sandbox.api_errors import bad_request, not_found
 from batchfsm.sandbox.clock import ScaledClock
+from batchfsm.sandbox.fates import fate_of
 from batchfsm.sandbox.ids import new_id
+from batchfsm.sandbox.queue import EnqueuedTokens, enqueue
 from batchfsm.sandbox.results import (
     Outcome,
     Usage,
@@ -95,6 +96,7 @@ class World:
         self._ids = random.Random(f"{self.scenario.seed}:ids")
         self._files: dict[str, StoredFile] = {}
         self._batches: dict[str, _Batch] = {}
+        self.queue = EnqueuedTokens(self.scenario.queue_limits)
 
     # -- files -------------------------------------------------------------------------
 
@@ -144,7 +146,7 @@ class World:
                     f"Invalid 'input_file_id': no file {file_id!r} with purpose 'batch'.",
                     param="input_file_id",
                 )
-            fate = self.scenario.fate_for(index=len(self._batches), metadata=metadata)
+            fate = fate_of(self.scenario, self._batches, source, metadata)  # resends: fates.py
             if fate is None:
                 known = ", ".join(sorted(self.scenario.named)) or "none"
                 raise bad_request(
@@ -159,6 +161,7 @@ class World:
                 fate=fate,
             )
             batch.output_expires_after = output_expires_after
+            enqueue(self.queue, batch, self.clock.timestamp())
             self._batches[batch.id] = batch
             return self._serve(batch, self.clock.timestamp(), stale=False)
 

@@ -60,7 +60,7 @@ def test_items_on_an_empty_store_prints_an_empty_list(capsys: pytest.CaptureFixt
 def test_cancel_of_an_untracked_batch_fails_without_calling_the_api(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["cancel", "batch_unknown"]) == 1
+    assert main(["cancel", "batch_unknown"]) == 2  # an id the store does not know: bad input
     assert "batch_unknown is not in this store" in capsys.readouterr().err
 
 

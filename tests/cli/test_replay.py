@@ -70,7 +70,7 @@ def test_table_output_for_people(
     assert main(["replay", str(path)]) == 0
 
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"{path}: final state cancelled"
+    assert lines[0] == f"# {path}: final state cancelled"
     assert any("canceling" in line and "unknown" in line for line in lines)
 
 

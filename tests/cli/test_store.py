@@ -76,6 +76,7 @@ def test_status_json_has_the_documented_shape(
         "usage",
         "results_expire_at",
         "undecodable",
+        "input_tokens",
     }
     assert (row["batch_id"], row["job_id"], row["state"]) == ("batch_abc", "job-1", "in_progress")
     # the API sent no "failed": unknown, not 0
@@ -116,7 +117,7 @@ def test_history_of_an_unknown_batch_is_an_error_not_a_traceback(
     tracked: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["history", "batch_nope", "--store", tracked]) == 1
+    assert main(["history", "batch_nope", "--store", tracked]) == 2  # bad input
     err = capsys.readouterr().err
     assert "batch batch_nope is not in this store" in err and "Traceback" not in err
 
@@ -138,4 +139,4 @@ def test_dynamodb_init_creates_the_table_and_other_commands_name_init_when_missi
     assert main(["init", "--store", url]) == 0
     capsys.readouterr()
     assert main(["status", "--store", url, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"batches": []}
+    assert json.loads(capsys.readouterr().out) == {"batches": [], "queued": []}

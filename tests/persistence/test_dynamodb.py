@@ -330,6 +330,7 @@ def test_ledger_counts_and_states_round_trip(store: DynamoDBJobStore) -> None:
     store.save_ledger([e.model_copy(update={"state": ItemState.SUCCEEDED}) for e in saved[:12]])
     assert store.count_ledger("cnt") == {
         ItemState.PENDING: 18,
+        ItemState.QUEUED: 0,
         ItemState.SUCCEEDED: 12,
         ItemState.RETRY: 0,
         ItemState.FAILED: 0,

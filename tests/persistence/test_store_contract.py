@@ -479,12 +479,14 @@ def test_count_ledger_by_state(store: JobStore) -> None:
     )
     assert store.count_ledger("job-1") == {
         ItemState.PENDING: 2,
+        ItemState.QUEUED: 0,
         ItemState.SUCCEEDED: 1,
         ItemState.RETRY: 0,
         ItemState.FAILED: 0,
     }
     assert store.count_ledger() == {
         ItemState.PENDING: 2,
+        ItemState.QUEUED: 0,
         ItemState.SUCCEEDED: 1,
         ItemState.RETRY: 0,
         ItemState.FAILED: 1,

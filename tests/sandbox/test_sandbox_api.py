@@ -324,6 +324,7 @@ def test_stats_count_calls_per_route(harness: Harness) -> None:
         },
         "by_status": {"200": 5},
         "faults": 0,
+        "queue": {"limits": {}, "peak": {}},
     }
     assert [entry.route for entry in stats.log][:2] == ["POST /v1/files", "POST /v1/batches"]
     stats.reset()

@@ -40,7 +40,7 @@ from batchfsm.persistence.dynamodb.items import (
     job_to_item,
 )
 from batchfsm.persistence.dynamodb.ledger import count_ledger, put_ledger, scan_ledger
-from batchfsm.persistence.dynamodb.receipts import DynamoReceipts
+from batchfsm.persistence.dynamodb.mixins import DynamoBudgets, DynamoReceipts
 from batchfsm.persistence.dynamodb.table import provision_table
 from batchfsm.persistence.dynamodb.url import build_client, parse_dynamodb_url
 from batchfsm.persistence.items import BatchItem, IntentItem, JobItem, LedgerItem, LedgerWrite
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class DynamoDBJobStore(DynamoReceipts, BaseJobStore):
+class DynamoDBJobStore(DynamoBudgets, DynamoReceipts, BaseJobStore):
     """A :class:`~batchfsm.persistence.base.JobStore` on one DynamoDB table.
 
     Parameters

@@ -7,6 +7,8 @@ one transaction, and refuses a file whose version is higher than ``SCHEMA_VERSIO
 
 from __future__ import annotations
 
+from batchfsm.persistence.sqlite.budgets import MIGRATION as BUDGETS_MIGRATION
+
 # Migration N brings a file from user_version N-1 to N. Append, never edit: files in the
 # field were built by the entries already here.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -78,4 +80,5 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
     ),
 )
+MIGRATIONS += (BUDGETS_MIGRATION,)  # 3: token budgets (persistence/sqlite/budgets.py)
 SCHEMA_VERSION = len(MIGRATIONS)
