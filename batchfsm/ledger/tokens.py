@@ -109,10 +109,22 @@ def _counter(model: str | None) -> Callable[[str], int]:
 
 
 def count_line(line: str | bytes, endpoint: str) -> int:
-    """Input tokens of one input-file line (a JSON request with a ``body``)."""
+    """Input tokens of one input-file line: an OpenAI request (``body``) or an Anthropic
+    one (``params``: its messages and system prompt, counted like chat messages; the
+    model's own tokenizer is not published, so its count is the documented estimate)."""
     obj = orjson.loads(line)
-    body = obj.get("body") if isinstance(obj, dict) else None
-    return count_request(body, endpoint) if isinstance(body, dict) else 0
+    if not isinstance(obj, dict):
+        return 0
+    body = obj.get("body")
+    if isinstance(body, dict):
+        return count_request(body, endpoint)
+    params = obj.get("params")
+    if not isinstance(params, dict):
+        return 0
+    chat = {"model": params.get("model"), "messages": params.get("messages")}
+    system = params.get("system")
+    count = _counter(None)
+    return count_request(chat, "/v1/chat/completions") + _text(system, count)
 
 
 def count_request(body: dict[str, Any], endpoint: str) -> int:

@@ -107,3 +107,20 @@ def test_queue_limit_specs_parse_and_apply() -> None:
     for bad in ("gpt-4o", "=5", "m=0", "m=-1", "m=x"):
         with pytest.raises(ValueError, match="MODEL=TOKENS"):
             parse_queue_limits(bad)
+
+
+def test_an_anthropic_line_is_counted_from_its_params() -> None:
+    """Anthropic's request shape (``custom_id`` + ``params``) has no ``body``: its
+    messages and system prompt still count, or admission would take it as free."""
+    text = "Summarise the quarterly report in three sentences, please."
+    bare = orjson.dumps(
+        {"custom_id": "a", "params": {"model": "claude-x", "max_tokens": 64,
+                                      "messages": [{"role": "user", "content": text}]}}
+    )  # fmt: skip
+    with_system = orjson.dumps(
+        {"custom_id": "a", "params": {"model": "claude-x", "max_tokens": 64, "system": text,
+                                      "messages": [{"role": "user", "content": text}]}}
+    )  # fmt: skip
+    counted = count_line(bare, "/v1/messages")
+    assert counted >= len(text.encode()) // 3
+    assert count_line(with_system, "/v1/messages") > counted
