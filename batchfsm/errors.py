@@ -280,3 +280,16 @@ class GraphvizNotFoundError(MissingDependencyError):
 
     def __init__(self, message: str, *, missing: str) -> None:
         super().__init__(message, missing=missing, extra="diagrams")
+
+
+def gateway_error_for(status: int) -> type[GatewayError]:
+    """The gateway error an HTTP status means, for every provider's client alike."""
+    if status == 404:
+        return BatchNotFoundError
+    if status in (401, 403):  # the key itself: every call would fail the same way
+        return AuthenticationFailedError
+    if status == 429:
+        return RateLimitedError
+    if status >= 500:
+        return GatewayUnavailableError
+    return GatewayError

@@ -49,15 +49,15 @@ import openai
 from batchfsm.config import DEFAULT_OUTPUT_EXPIRES_AFTER
 from batchfsm.errors import (
     AuthenticationFailedError,
-    BatchNotFoundError,
     GatewayError,
     GatewayUnavailableError,
-    RateLimitedError,
     UndecodableSnapshotError,
+    gateway_error_for,
 )
 from batchfsm.fsm.models import BatchSnapshot
 from batchfsm.ledger.records import QUEUE_FULL_CODE
 from batchfsm.providers import PROFILES, ProviderProfile
+from batchfsm.providers.retries import backoff_delay, call_with_retries
 from batchfsm.providers.wire import list_all, upload_file
 
 __all__ = ["OpenAIGateway"]
@@ -262,34 +262,26 @@ class OpenAIGateway:
         idempotent: bool = True,
     ) -> T:
         with _translate(operation, subject, batch_id=batch_id, secret=self._secret):
-            attempt = 1
-            while True:
-                try:
-                    return fn()
-                except Exception as exc:
-                    reason = _retry_reason(exc, idempotent=idempotent)
-                    if reason is None or attempt >= self.max_attempts:
-                        raise
-                    delay = self._delay(attempt, exc)
-                    log.warning(
-                        "%s %s failed (%s); retry %d of %d in %.2fs",
-                        operation,
-                        subject,
-                        reason,
-                        attempt,
-                        self.max_attempts - 1,
-                        delay,
-                    )
-                    self._sleep(delay)
-                    attempt += 1
+            return call_with_retries(
+                fn,
+                operation=operation,
+                subject=subject,
+                reason=functools.partial(_retry_reason, idempotent=idempotent),
+                delay=self._delay,
+                max_attempts=self.max_attempts,
+                sleep=self._sleep,
+                logger=log,
+            )
 
     def _delay(self, attempt: int, exc: Exception) -> float:
-        """Seconds before retry number ``attempt`` (1-based)."""
-        server = _retry_after(exc)
-        if server is not None:
-            return min(server, self.retry_after_cap)
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-        return self._rng.uniform(0.0, ceiling)
+        return backoff_delay(
+            attempt,
+            _retry_after(exc),
+            base=self.backoff_base,
+            cap=self.backoff_cap,
+            retry_after_cap=self.retry_after_cap,
+            rng=self._rng,
+        )
 
 
 def _retry_reason(exc: Exception, *, idempotent: bool) -> str | None:
@@ -342,16 +334,9 @@ def _translate(
         status = exc.status_code
         text = f"{operation} {subject}: HTTP {status}{_api_detail(exc, secret)}"
         code = exc.code if isinstance(exc.code, str) else None
-        kind: type[GatewayError] = GatewayError
-        if status == 404:
-            kind = BatchNotFoundError
-        elif status in (401, 403):  # the key itself: every call would fail the same way
-            kind = AuthenticationFailedError
+        kind = gateway_error_for(status)
+        if kind is AuthenticationFailedError:
             text += " (the API refused the key: check OPENAI_API_KEY and OPENAI_BASE_URL)"
-        elif status == 429:
-            kind = RateLimitedError
-        elif status >= 500:
-            kind = GatewayUnavailableError
         _raise(kind(text, batch_id=batch_id, status_code=status, code=code), exc, secret)
     except openai.APIConnectionError as exc:
         cause = type(exc.__cause__ or exc).__name__

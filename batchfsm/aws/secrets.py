@@ -44,6 +44,12 @@ def resolve_api_key(settings: Settings, *, client: SecretsManagerClient | Any | 
 
 
 def _from_secret(client: Any, arn: str) -> str:
+    return read_secret(client, arn, _JSON_FIELDS)
+
+
+def read_secret(client: Any, arn: str, fields: tuple[str, ...]) -> str:
+    """A secret's value from Secrets Manager: the bare string, or the first of ``fields``
+    in a JSON object. Errors name the ARN and the AWS error code, never the value."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -60,11 +66,11 @@ def _from_secret(client: Any, arn: str) -> str:
     if not text.startswith("{"):
         return text
     try:
-        fields = json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError:
         raise ConfigError(f"secret {arn} looks like JSON but does not parse") from None
-    for name in _JSON_FIELDS:
-        value = fields.get(name) if isinstance(fields, dict) else None
+    for name in fields:
+        value = data.get(name) if isinstance(data, dict) else None
         if isinstance(value, str) and value.strip():
             return value.strip()
-    raise ConfigError(f"secret {arn} is a JSON object without {' or '.join(_JSON_FIELDS)}")
+    raise ConfigError(f"secret {arn} is a JSON object without {' or '.join(fields)}")

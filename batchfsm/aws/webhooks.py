@@ -290,31 +290,10 @@ def _http(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
 
 def _read_secret(client: Any, arn: str) -> str:
     """The signing secret from Secrets Manager: the bare ``whsec_...`` value, or JSON with
-    an ``OPENAI_WEBHOOK_SECRET`` (or ``webhook_secret``) field. Errors name the ARN and
-    the AWS error code, never the value."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    an ``OPENAI_WEBHOOK_SECRET`` (or ``webhook_secret``) field."""
+    from batchfsm.aws.secrets import read_secret
 
-    try:
-        text = client.get_secret_value(SecretId=arn).get("SecretString")
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "unknown")
-        raise ConfigError(f"cannot read secret {arn}: {code}") from None
-    except BotoCoreError as exc:
-        raise ConfigError(f"cannot read secret {arn}: {type(exc).__name__}") from None
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"secret {arn} has no SecretString")
-    text = text.strip()
-    if not text.startswith("{"):
-        return text
-    try:
-        fields = json.loads(text)
-    except json.JSONDecodeError:
-        raise ConfigError(f"secret {arn} looks like JSON but does not parse") from None
-    for name in _SECRET_FIELDS:
-        value = fields.get(name) if isinstance(fields, dict) else None
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    raise ConfigError(f"secret {arn} is a JSON object without {' or '.join(_SECRET_FIELDS)}")
+    return read_secret(client, arn, _SECRET_FIELDS)
 
 
 # -- the container's singleton ---------------------------------------------------------------

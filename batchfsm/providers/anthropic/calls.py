@@ -22,10 +22,9 @@ import httpx2
 
 from batchfsm.errors import (
     AuthenticationFailedError,
-    BatchNotFoundError,
     GatewayError,
     GatewayUnavailableError,
-    RateLimitedError,
+    gateway_error_for,
 )
 
 __all__ = ["retry_after", "retry_reason", "scrub", "translate"]
@@ -89,16 +88,9 @@ def translate(
         status = exc.status_code
         code = exc.type if isinstance(exc.type, str) else None
         text = f"{operation} {subject}: HTTP {status}{_detail(exc, code, secret)}"
-        kind: type[GatewayError] = GatewayError
-        if status == 404:
-            kind = BatchNotFoundError
-        elif status in (401, 403):  # the key itself: every call would fail the same way
-            kind = AuthenticationFailedError
+        kind = gateway_error_for(status)
+        if kind is AuthenticationFailedError:
             text += " (the API refused the key: check ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL)"
-        elif status == 429:
-            kind = RateLimitedError
-        elif status >= 500:
-            kind = GatewayUnavailableError
         _raise(kind(text, batch_id=batch_id, status_code=status, code=code), exc, secret)
     except anthropic.APIConnectionError as exc:
         cause = type(exc.__cause__ or exc).__name__

@@ -51,6 +51,7 @@ from batchfsm.providers.anthropic.calls import retry_after, retry_reason, scrub,
 from batchfsm.providers.anthropic.mapping import ENDPOINT, read_anthropic, result_line
 from batchfsm.providers.anthropic.requests import RequestProblem, to_request
 from batchfsm.providers.profiles import PROFILES
+from batchfsm.providers.retries import backoff_delay, call_with_retries
 
 if TYPE_CHECKING:
     import anthropic
@@ -278,33 +279,26 @@ class AnthropicGateway:
         idempotent: bool = True,
     ) -> T:
         with translate(operation, subject, batch_id=batch_id, secret=self._secret):
-            attempt = 1
-            while True:
-                try:
-                    return fn()
-                except Exception as exc:
-                    reason = retry_reason(exc, idempotent=idempotent)
-                    if reason is None or attempt >= self.max_attempts:
-                        raise
-                    delay = self._delay(attempt, exc)
-                    log.warning(
-                        "%s %s failed (%s); retry %d of %d in %.2fs",
-                        operation,
-                        subject,
-                        reason,
-                        attempt,
-                        self.max_attempts - 1,
-                        delay,
-                    )
-                    self._sleep(delay)
-                    attempt += 1
+            return call_with_retries(
+                fn,
+                operation=operation,
+                subject=subject,
+                reason=functools.partial(retry_reason, idempotent=idempotent),
+                delay=self._delay,
+                max_attempts=self.max_attempts,
+                sleep=self._sleep,
+                logger=log,
+            )
 
     def _delay(self, attempt: int, exc: Exception) -> float:
-        server = retry_after(exc)
-        if server is not None:
-            return min(server, self.retry_after_cap)
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-        return self._rng.uniform(0.0, ceiling)
+        return backoff_delay(
+            attempt,
+            retry_after(exc),
+            base=self.backoff_base,
+            cap=self.backoff_cap,
+            retry_after_cap=self.retry_after_cap,
+            rng=self._rng,
+        )
 
 
 def _body(response: Any) -> object:

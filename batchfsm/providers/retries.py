@@ -1,0 +1,69 @@
+"""The retry loop both API gateways (OpenAI's and Anthropic's) share.
+
+Full-jitter exponential backoff (a delay drawn uniformly from ``[0, min(cap, base *
+2**(n-1))]``), or the server's ``Retry-After`` up to a cap, and a WARNING per retry.
+Which failures are worth another try, and how a server hint is read, are each SDK's
+own: the gateway passes them in. Translating the final failure into a
+:class:`~batchfsm.errors.GatewayError` stays with the gateway too.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["backoff_delay", "call_with_retries"]
+
+T = TypeVar("T")
+
+
+def backoff_delay(
+    attempt: int,
+    server_hint: float | None,
+    *,
+    base: float,
+    cap: float,
+    retry_after_cap: float,
+    rng: random.Random,
+) -> float:
+    """Seconds before retry number ``attempt`` (1-based)."""
+    if server_hint is not None:
+        return min(server_hint, retry_after_cap)
+    return rng.uniform(0.0, min(cap, base * 2 ** (attempt - 1)))
+
+
+def call_with_retries(
+    fn: Callable[[], T],
+    *,
+    operation: str,
+    subject: str,
+    reason: Callable[[Exception], str | None],
+    delay: Callable[[int, Exception], float],
+    max_attempts: int,
+    sleep: Callable[[float], object],
+    logger: logging.Logger,
+) -> T:
+    """``fn()``, tried again while ``reason(exc)`` names a reason and attempts remain;
+    the last failure is raised as it came."""
+    attempt = 1
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            why = reason(exc)
+            if why is None or attempt >= max_attempts:
+                raise
+            pause = delay(attempt, exc)
+            logger.warning(
+                "%s %s failed (%s); retry %d of %d in %.2fs",
+                operation,
+                subject,
+                why,
+                attempt,
+                max_attempts - 1,
+                pause,
+            )
+            sleep(pause)
+            attempt += 1
