@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_OUTPUT_EXPIRES_AFTER",
     "DEFAULT_RESULTS_DIR",
     "DEFAULT_STORE_URL",
+    "ENV_ALIASES",
     "ENV_VARS",
     "PROVIDER_NAMES",
     "ConfigError",
@@ -85,13 +86,21 @@ ENV_VARS: Mapping[str, str] = MappingProxyType(
         "max_rounds": "BATCHFSM_MAX_ROUNDS",
         "prices_file": "BATCHFSM_PRICES",
         "poll_concurrency": "BATCHFSM_POLL_CONCURRENCY",
+        "admin_key": "BATCHFSM_ADMIN_KEY",
+        "project_id": "BATCHFSM_PROJECT_ID",
     }
 )
 """The variable each :class:`Settings` field is read from (field name -> variable)."""
 
+ENV_ALIASES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"admin_key": ("OPENAI_ADMIN_KEY",), "project_id": ("OPENAI_PROJECT_ID",)}
+)
+"""Variables read for a field when its own (:data:`ENV_VARS`) is unset: the names
+OpenAI's documentation and client use (field name -> variables, first set wins)."""
+
 _LISTS = frozenset({"warn_after_hours"})
 """Fields whose variable holds a comma-separated list."""
-_SECRETS = frozenset({"openai_api_key", "webhook_secret"})
+_SECRETS = frozenset({"openai_api_key", "webhook_secret", "admin_key"})
 """Fields whose value an error message must never repeat."""
 
 
@@ -175,6 +184,14 @@ class Settings(BaseModel):
     """Enqueued-token budget per model (``MODEL=TOKENS,...``, ``*`` for any other
     model; on Azure per deployment): :mod:`batchfsm.jobs.admission`. Empty: none."""
 
+    admin_key: SecretStr | None = None
+    """An OpenAI *admin* key (``sk-admin-...``): with :attr:`project_id`, the project's
+    batch queue limits are read from the Administration API for every model without a
+    ``queue_limits`` entry (:mod:`batchfsm.providers.rate_limits`). A secret: never
+    logged, stored or repeated in a message."""
+    project_id: str | None = None
+    """The project (``proj_...``) whose rate limits :attr:`admin_key` reads."""
+
     @field_validator("queue_limits", mode="before")
     @classmethod
     def _queue_limits(cls, value: object) -> object:
@@ -225,9 +242,11 @@ class Settings(BaseModel):
             for name, (value, label) in config_files(config_dir).items():
                 raw[name], labels[name] = value, label
         for name, var in ENV_VARS.items():
-            text = env.get(var, "").strip()
-            if text:
-                raw[name], labels[name] = text, var
+            for each in (var, *ENV_ALIASES.get(name, ())):
+                text = env.get(each, "").strip()
+                if text:
+                    raw[name], labels[name] = text, each
+                    break
         values: dict[str, object] = {name: _listed(name, v) for name, v in raw.items()}
         given = {name: value for name, value in overrides.items() if value is not None}
         values.update(given)
@@ -324,10 +343,11 @@ def _read_files(
             read.append(("batchfsm.toml", dict(TomlConfigSettingsSource(FileKeys, toml)())))
         if dotenv.is_file():
             where = str(dotenv)
-            names = {var: name for name, var in ENV_VARS.items()}
             env = DotEnvSettingsSource(FileKeys, env_file=dotenv, case_sensitive=True)
-            pairs = {names[k]: str(v).strip() for k, v in env.env_vars.items() if k in names}
-            read.append((".env", {k: v for k, v in pairs.items() if v}))
+            values = {k: str(v).strip() for k, v in env.env_vars.items()}
+            order = [(a, n) for n, aliases in ENV_ALIASES.items() for a in aliases]
+            order += [(var, name) for name, var in ENV_VARS.items()]  # a field's own wins
+            read.append((".env", {name: values[var] for var, name in order if values.get(var)}))
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"{where}: cannot be read: {exc}") from None
     return read

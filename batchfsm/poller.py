@@ -229,8 +229,12 @@ class Poller:
 
     def _admit(self, report: CycleReport, *, auto_retry: bool) -> None:
         """Admission control (:mod:`batchfsm.jobs.admission`), when budgets are set or
-        requests wait in the queue."""
-        if not self.admission.limits and not self.tracker.store.count_ledger()[ItemState.QUEUED]:
+        requests wait in the queue (one index read, not a count of the whole ledger)."""
+        store = self.tracker.store
+        if (
+            not self.admission.limits
+            and next(store.iter_ledger(state=ItemState.QUEUED), None) is None
+        ):
             return
         try:
             report.admitted = self.admission.cycle(requeue_retry=auto_retry).launched

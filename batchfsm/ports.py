@@ -164,6 +164,19 @@ class JobStore(Protocol):
     def get_ledger(self, job_id: str, custom_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """The entries that exist among ``custom_ids``."""
 
+    def append_batch(
+        self,
+        job_id: str,
+        custom_ids: Sequence[str],
+        *,
+        intent_id: str,
+        batch_id: str,
+        known: Mapping[str, LedgerEntry] | None = None,
+    ) -> None:
+        """Put ``batch_id`` on the entries among ``custom_ids`` still claimed by
+        ``intent_id`` (and not holding it yet), making them ``pending``; each write
+        conditional as always (:mod:`batchfsm.persistence.adoption`)."""
+
     def iter_ledger(
         self,
         job_id: str | None = None,

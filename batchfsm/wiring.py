@@ -95,9 +95,14 @@ def build_runtime(
     """Build a :class:`Runtime`; every part not given comes from ``settings``.
 
     ``with_gateway=False`` skips the API client (read-only commands such as ``items``).
-    ``handlers`` defaults to :func:`batchfsm.handlers.default_registry`.
+    ``handlers`` defaults to :func:`batchfsm.handlers.default_registry`. With an admin
+    key and a project set, the runtime's ``settings.queue_limits`` also hold the
+    project's batch queue limits (:mod:`batchfsm.providers.queue_limits`).
     """
-    settings = settings or Settings.from_env()
+    from batchfsm.providers.queue_limits import with_api_queue_limits
+
+    # With an admin key and a project: the project's queue limits too, read when needed.
+    settings = with_api_queue_limits(settings or Settings.from_env())
     if handlers is None:
         from batchfsm.handlers import default_registry
 

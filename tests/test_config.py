@@ -41,6 +41,8 @@ VALUES: dict[str, tuple[str, object]] = {
         {"gpt-4o-mini": 2_000_000, "*": 90_000},
     ),
     "OPENAI_WEBHOOK_SECRET": ("whsec_dGVzdA==", SecretStr("whsec_dGVzdA==")),
+    "BATCHFSM_ADMIN_KEY": ("sk-admin-test", SecretStr("sk-admin-test")),
+    "BATCHFSM_PROJECT_ID": ("proj_test", "proj_test"),
     "BATCHFSM_WEBHOOK_SECRET_ARN": ("arn:aws:secretsmanager:w", "arn:aws:secretsmanager:w"),
     "POWERTOOLS_METRICS_NAMESPACE": ("batchfsm", "batchfsm"),
 }

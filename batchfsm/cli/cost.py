@@ -1,9 +1,11 @@
 """``batchfsm cost [--job J] [--json]``: tokens, money so far, and the estimate for the rest.
 
 A read command (it never creates a store). Per job and model: the tokens the API
-reported on each batch's ``usage`` and their cost at batch prices, and an estimate for
-the requests still queued or running (:mod:`batchfsm.jobs.cost`). Prices come from the
-shipped ``prices.json`` or ``BATCHFSM_PRICES``; an unpriced model shows ``?``.
+reported (each result line's ``usage`` where the batch was harvested, else the Batch
+object's ``usage``; the ``source`` column says which) and their cost at batch prices,
+and an estimate for the requests still queued or running (:mod:`batchfsm.jobs.cost`).
+Prices come from the shipped ``prices.json`` or ``BATCHFSM_PRICES``; an unpriced model
+shows ``?``.
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ def cost_json(store: Any, job_id: str | None, prices_file: Any = None) -> dict[s
     jobs = [store.load_job(job_id)] if job_id else store.list_jobs()
     rows = []
     for job in jobs:
-        models = [m.as_json() for m in job_costs(store, job, prices)]
+        costs = job_costs(store, job, prices)
+        models = [m.as_json() for m in costs.models]
         rows.append(
             {
                 "job_id": job.job_id,
                 "models": models,
                 "cost_usd": _total(m["cost_usd"] for m in models),
                 "estimate_usd": _total(m["estimate_usd"] for m in models),
+                "batches": [b.as_json() for b in costs.batches],
             }
         )
     return {
@@ -49,7 +53,7 @@ def cost_json(store: Any, job_id: str | None, prices_file: Any = None) -> dict[s
         "cost_usd": _total(r["cost_usd"] for r in rows),
         "estimate_usd": _total(r["estimate_usd"] for r in rows),
         "prices": {"source": prices.source, "as_of": prices.as_of,
-                   "batch_discount": prices.batch_discount},
+                   "batch_discount": prices.batch_discount, "reference": prices.reference},
     }  # fmt: skip
 
 
@@ -80,13 +84,17 @@ def run_cost(args: argparse.Namespace) -> int:
         return 0
     print_table(
         "cost at batch prices",
-        ["job", "model", "batches", "input", "cached", "output", "cost", "queued+running",
-         "estimate"],
+        ["job", "model", "batches", "input", "cached", "output", "cost", "source",
+         "queued+running", "estimate"],
         [(r["job_id"], m["model"] or "?", m["batches"], f"{m['input_tokens']:,}",
           f"{m['cached_tokens']:,}", f"{m['output_tokens']:,}", _usd(m["cost_usd"]),
-          f"{m['queued_input_tokens'] + m['running_input_tokens']:,}", _usd(m["estimate_usd"]))
+          m["source"] or "-", f"{m['queued_input_tokens'] + m['running_input_tokens']:,}",
+          _usd(m["estimate_usd"]))
          for r in data["jobs"] for m in r["models"]],
     )  # fmt: skip
+    unknown = sum(m["lines_without_usage"] for r in data["jobs"] for m in r["models"])
+    if unknown:
+        print_line(f"{unknown:,} succeeded lines reported no usage: their cost is not counted")
     print_line(
         f"cost so far {_usd(data['cost_usd'])}, estimate for the rest "
         f"{_usd(data['estimate_usd'])} (prices: {data['prices']['source']}, "

@@ -94,6 +94,7 @@ def main_parser() -> argparse.ArgumentParser:
         "batchfsm.cli.jobs",
         "batchfsm.cli.items",
         "batchfsm.cli.cost",
+        "batchfsm.cli.provider",
         "batchfsm.cli.results",
         "batchfsm.cli.metrics",
         "batchfsm.cli.demo",

@@ -15,7 +15,7 @@ status lines are never wrapped.
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 import orjson
@@ -28,7 +28,9 @@ __all__ = [
     "is_terminal",
     "plural",
     "print_json",
+    "print_json_list",
     "print_line",
+    "print_long_table",
     "print_table",
     "rich_table",
 ]
@@ -68,6 +70,35 @@ def print_json(data: Any, file: TextIO | None = None) -> None:
     out = file or sys.stdout
     out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
     out.write("\n")
+
+
+def print_json_list(
+    key: str,
+    rows: Iterable[Any],
+    file: TextIO | None = None,
+    *,
+    tail: Callable[[], Mapping[str, Any]] | None = None,
+) -> int:
+    """``{key: [rows...], **tail()}`` exactly as :func:`print_json` prints it, written
+    row by row, so a million rows are never all in memory; returns how many.
+
+    ``tail`` is called after the last row: keys whose values are known only then.
+    """
+    out = file or sys.stdout
+    option = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+    out.write("{\n  " + orjson.dumps(key).decode() + ": [")
+    count = 0
+    for row in rows:
+        # A JSON text has no raw line break inside a string: indenting every line is safe.
+        out.write(("," if count else "") + "\n    ")
+        out.write(orjson.dumps(row, option=option).decode().replace("\n", "\n    "))
+        count += 1
+    out.write("\n  ]" if count else "]")
+    for name, value in (tail() if tail is not None else {}).items():
+        text = orjson.dumps(value, option=option).decode().replace("\n", "\n  ")
+        out.write(",\n  " + orjson.dumps(name).decode() + ": " + text)
+    out.write("\n}\n")
+    return count
 
 
 def print_line(text: str, file: TextIO | None = None, *, style: str | None = None) -> None:
@@ -120,14 +151,61 @@ def print_table(
     out.print(table)
 
 
+STREAMED_AFTER = 1_000
+"""Rows :func:`print_long_table` holds to count them for its title; past it, it streams."""
+
+
+def print_long_table(
+    noun: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    file: TextIO | None = None,
+    *,
+    ids: Collection[str] = ID_COLUMNS,
+) -> int:
+    """:func:`print_table` titled ``"<count> <noun>s"``, for a listing that may be long
+    (a million ledger entries); returns how many rows.
+
+    Up to :data:`STREAMED_AFTER` rows are held to count them for the title. Past that,
+    in a pipe the rows stream (never all in memory): the title says so and a last
+    ``# <count> <noun>s`` line counts them, both skipped by ``grep -v '^#'``. A terminal
+    table holds every row to size its columns, so the caller caps what it passes.
+    """
+    held: list[Sequence[Any]] = []
+    stream = iter(rows)
+    terminal = console(file).is_terminal
+    for row in stream:
+        held.append(row)
+        if len(held) > STREAMED_AFTER and not terminal:
+            out = file or sys.stdout
+            title = f"{_plural_of(noun)}, streamed: counted on the last line"
+            count = _print_rows(title, columns, _chain(held, stream), out)
+            out.write(f"# {plural(count, noun)}\n")
+            return count
+    print_table(plural(len(held), noun), columns, held, file, ids=ids)
+    return len(held)
+
+
+def _chain(first: list[Sequence[Any]], rest: Iterable[Sequence[Any]]) -> Iterable[Sequence[Any]]:
+    """``first`` (emptied as it goes, so rows printed are let go), then ``rest``."""
+    first.reverse()
+    while first:
+        yield first.pop()
+    yield from rest
+
+
 def _print_rows(
-    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], file: TextIO
-) -> None:
-    """Tab-separated rows (tabs and line breaks inside a cell become spaces)."""
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], file: TextIO
+) -> int:
+    """Tab-separated rows (tabs and line breaks inside a cell become spaces), one at a
+    time; returns how many."""
 
     def line(values: Sequence[str]) -> str:
         return "\t".join(" ".join(v.split()) if ("\t" in v or "\n" in v) else v for v in values)
 
     file.write(f"# {title}\n# {line(list(columns))}\n")
-    for row in _cells(rows):
-        file.write(line(row) + "\n")
+    count = 0
+    for row in rows:
+        file.write(line(["" if v is None else str(v) for v in row]) + "\n")
+        count += 1
+    return count

@@ -30,6 +30,8 @@ JSON, so a shape is changed (and reviewed) here alone::
                                          "batches": [...], "last_error":
                                          {"code", "message", "category", "at",
                                           "repeats"} | null}]}
+                             with --limit, also "next_after": what --after takes for
+                             the next page, or null when nothing follows
     batchfsm cancel --json   <record>
     batchfsm replay --json   {"final_state", "transitions": [{"from", "to", "implied",
                                                               "undocumented", "line"}],
@@ -180,6 +182,7 @@ def item_json(entry: LedgerEntry) -> dict[str, Any]:
         "attempts": entry.attempts,
         "batches": list(entry.batches),
         "last_error": error.model_dump(mode="json") if error is not None else None,
+        "usage": entry.usage.as_json() if entry.usage is not None else None,
     }
 
 

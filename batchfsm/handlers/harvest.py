@@ -12,7 +12,10 @@ https://platform.openai.com/docs/guides/batch). Steps:
 3. Deliver the successes of pending ids to the sink in **one** ``write_batch`` call,
    which publishes a (job, batch) at most once. Malformed lines go to ``quarantine``.
 4. Only then settle the ledger (:func:`~batchfsm.handlers.settle.apply_fates`):
-   pending ids with no line are *missing* and go back to ``retry`` for free.
+   pending ids with no line are *missing* and go back to ``retry`` for free. Each
+   succeeded entry keeps the ``usage`` its line reported (and the model that served it),
+   whatever the batch's end (completed, or expired/cancelled part-way); the
+   ``harvested`` event records their sum as ``line_usage``.
 
 Crash safety follows from that order. A crash before step 3 repeats everything. A crash
 between 3 and 4 finds the batch delivered (``sink.has``): the files are parsed again to
@@ -46,6 +49,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from batchfsm.errors import BatchNotFoundError, HandlerError
 from batchfsm.handlers.base import EffectContext
 from batchfsm.handlers.expiry import expired_at, results_expired, warn_if_expiring
@@ -66,6 +71,7 @@ from batchfsm.ledger.rules import (
     fate_for_line,
     merge,
 )
+from batchfsm.ledger.usage import LineUsage, UsageTotals, parse_usage
 from batchfsm.ports import QuarantinedLine, ReplayableSink
 
 __all__ = ["Ingested", "harvest", "ingest_files", "scratch_dir"]
@@ -94,6 +100,10 @@ class Ingested:
     """Which files answered 404 (``"output"``, ``"error"``)."""
     expired: list[str] = field(default_factory=list)
     """Which of those answered 404 after their expiry (``results_expired``)."""
+    usage: dict[str, LineUsage] = field(default_factory=dict)
+    """The usage reported by the succeeded line of each pending id (when it has one)."""
+    line_usage: UsageTotals = field(default_factory=UsageTotals)
+    """The usage of every succeeded line of this batch's ids, summed."""
 
     def detail(self) -> dict[str, object]:
         return {
@@ -104,6 +114,7 @@ class Ingested:
             "already_delivered": self.already_delivered,
             "files_gone": list(self.gone),
             "files_expired": list(self.expired),
+            "line_usage": self.line_usage.as_json(),
         }
 
 
@@ -135,8 +146,15 @@ class _Scanner:
             fate = fate_for_line(outcome)
             previous = out.fates.get(custom_id)
             out.fates[custom_id] = fate if previous is None else merge(previous, fate)
+            if fate is SUCCEEDED and previous is not SUCCEEDED:  # a duplicate line counts once
+                self.note_usage(custom_id, outcome.usage)
             if fate is SUCCEEDED and custom_id in self.pending and outcome.body is not None:
                 yield custom_id, outcome.body
+
+    def note_usage(self, custom_id: str, usage: LineUsage | None) -> None:
+        self.out.line_usage.add(usage)
+        if usage is not None and custom_id in self.pending:
+            self.out.usage[custom_id] = usage
 
 
 @contextmanager
@@ -255,11 +273,20 @@ def _recover_delivered(ctx: EffectContext, job_id: str, scanner: _Scanner) -> No
         )
         return
     recovered = 0
-    for custom_id, _body in sink.read_batch(job_id, batch_id):
+    for custom_id, body in sink.read_batch(job_id, batch_id):
         if custom_id in scanner.known:
+            if scanner.out.fates.get(custom_id) is not SUCCEEDED:
+                scanner.note_usage(custom_id, _usage_of(body))
             scanner.out.fates[custom_id] = SUCCEEDED
             recovered += 1
     ctx.note("results_recovered_from_sink", items=recovered)
+
+
+def _usage_of(body: bytes) -> LineUsage | None:
+    try:
+        return parse_usage(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _quarantine(ctx: EffectContext, job_id: str, lines: list[QuarantinedLine]) -> None:
@@ -348,6 +375,7 @@ def harvest(ctx: EffectContext) -> None:
         unaccounted=RESULTS_EXPIRED if ingested.expired else MISSING,
         max_attempts=max_attempts_for(ctx.store, job_id, ctx.settings),
         sender=sender,
+        usage=ingested.usage,
     )
     log_settlement(ctx, pending=submitted.pending, fates=ingested.fates, tally=tally)
     snapshot = record.snapshot

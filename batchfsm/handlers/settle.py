@@ -12,6 +12,8 @@ every handler that settles items (harvest, classify_failure, release_lost):
   and recomputed, never overwritten; because only pending entries change, what another
   writer settled in the meantime is left alone, so two pollers racing converge on one
   outcome.
+* recording, on each entry a batch's line settles as ``succeeded``, the usage that line
+  reported (``usage``: :class:`~batchfsm.ledger.usage.LineUsage`), in the same write.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from batchfsm.config import Settings
 from batchfsm.errors import JobNotFoundError
 from batchfsm.ledger.records import INTENT_KEY, ItemState, LedgerEntry
 from batchfsm.ledger.rules import Fate, Reconciled, Tally, reconcile
+from batchfsm.ledger.usage import LineUsage
 from batchfsm.persistence.ledger_writer import rewrite_ledger
 from batchfsm.ports import JobStore
 
@@ -97,8 +100,10 @@ def apply_fates(
     unaccounted: Fate,
     max_attempts: int,
     sender: str | None = None,
+    usage: Mapping[str, LineUsage] | None = None,
 ) -> Tally:
-    """Settle ``ids`` (pending in ``batch_id``) by ``fates``, else by ``unaccounted``.
+    """Settle ``ids`` (pending in ``batch_id``) by ``fates``, else by ``unaccounted``;
+    an entry settled ``succeeded`` keeps its line's ``usage`` (by ``custom_id``).
 
     Each chunk is read again before it is settled, and only entries that still wait
     for this batch (:func:`awaits`, ``sender`` as in :func:`submitted_ids`) change.
@@ -108,13 +113,16 @@ def apply_fates(
     """
 
     def rewrite(chunk: Sequence[str], entries: Mapping[str, LedgerEntry]) -> Reconciled:
-        return reconcile(
+        result = reconcile(
             (e for c in chunk if (e := entries.get(c)) is not None and awaits(e, batch_id, sender)),
             batch_id,
             fates,
             unaccounted=unaccounted,
             max_attempts=max_attempts,
         )
+        if usage:
+            result.changed = [_with_usage(e, usage) for e in result.changed]
+        return result
 
     total = Tally()
     for result, _written in rewrite_ledger(
@@ -122,3 +130,8 @@ def apply_fates(
     ):
         total.add(result.tally)
     return total
+
+
+def _with_usage(entry: LedgerEntry, usage: Mapping[str, LineUsage]) -> LedgerEntry:
+    found = usage.get(entry.custom_id) if entry.state is ItemState.SUCCEEDED else None
+    return entry if found is None else entry.model_copy(update={"usage": found})

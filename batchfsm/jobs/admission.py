@@ -25,6 +25,7 @@ MODEL=TOKENS``, ``BATCHFSM_QUEUE_LIMITS``), nothing is sent blind:
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from batchfsm.fsm.spec import BatchStatus
 from batchfsm.jobs.claims import claim_items
 from batchfsm.jobs.input_file import Limits
 from batchfsm.jobs.intents import Intents
-from batchfsm.jobs.retry import cap_rounds
+from batchfsm.jobs.retry import STREAM_CHUNK, cap_rounds
 from batchfsm.ledger.budget import TokenBudget, limit_for
 from batchfsm.ledger.records import (
     OPEN_INTENT_STATES,
@@ -137,8 +138,12 @@ class Admission:
         ended: dict[str, bool] = {}
         for key in budget.held:
             job_id, _, intent_id = key.rpartition("/")
-            if job_id not in intents:
-                intents[job_id] = {i.intent_id: i for i in store.list_intents(job_id)}
+            if job_id not in intents:  # only those held: a job's intents name every request
+                intents[job_id] = {
+                    i.intent_id: i
+                    for i in store.list_intents(job_id)
+                    if f"{job_id}/{i.intent_id}" in budget.held
+                }
             verdict = self._ended(intents[job_id].get(intent_id))
             if verdict is not None:
                 ended[key] = verdict
@@ -204,13 +209,8 @@ class Admission:
         update_ledger(self.tracker.store, intent.job_id, list(intent.custom_ids), change)
 
     def _requeue(self, job: JobRecord, *, every: bool) -> int:
-        """``retry`` items refused for a full queue (``every``: all) -> ``queued``."""
-        candidates = [
-            e
-            for e in self.tracker.store.iter_ledger(job.job_id, state=ItemState.RETRY)
-            if every or _was_queue_full(e)
-        ]
-        ids = [e.custom_id for e in cap_rounds(self.tracker, job.job_id, candidates)[0]]
+        """``retry`` items refused for a full queue (``every``: all) -> ``queued``; read
+        and written :data:`~batchfsm.jobs.retry.STREAM_CHUNK` entries at a time."""
 
         def change(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
             if entry is None or entry.state is not ItemState.RETRY:
@@ -219,7 +219,15 @@ class Admission:
                 return None
             return entry.model_copy(update={"state": ItemState.QUEUED})
 
-        return len(update_ledger(self.tracker.store, job.job_id, ids, change)) if ids else 0
+        store, requeued = self.tracker.store, 0
+        candidates = (
+            e for e in store.iter_ledger(job.job_id, state=ItemState.RETRY)
+            if every or _was_queue_full(e)
+        )  # fmt: skip
+        while chunk := list(itertools.islice(candidates, STREAM_CHUNK)):
+            ids = [e.custom_id for e in cap_rounds(self.tracker, job.job_id, chunk)[0]]
+            requeued += len(update_ledger(store, job.job_id, ids, change)) if ids else 0
+        return requeued
 
     # -- admitting -------------------------------------------------------------------
     def _admit_job(self, job: JobRecord, model: str | None, report: AdmissionReport) -> bool:

@@ -21,15 +21,23 @@ Two rules follow, and every sender keeps them:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from batchfsm.ledger.records import CLOSED_INTENT_STATES, ItemState, LedgerEntry, SubmitIntent
-from batchfsm.persistence.ledger_writer import Change, update_ledger
+from batchfsm.persistence.ledger_writer import Change, rewrite_ledger, update_ledger
 
 if TYPE_CHECKING:
     from batchfsm.ports import JobStore
 
-__all__ = ["claim_items", "closed_intents", "is_stranded", "owned_entries", "release_stranded"]
+__all__ = [
+    "claim_items",
+    "claim_owned",
+    "closed_intents",
+    "is_stranded",
+    "owned_entries",
+    "release_stranded",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,34 +56,66 @@ def owned_entries(store: JobStore, intent: SubmitIntent) -> dict[str, LedgerEntr
 
 
 def claim_items(store: JobStore, intent: SubmitIntent, claim: Change) -> SubmitIntent:
+    """:func:`claim_owned`, for a caller that reads what it owns later."""
+    return claim_owned(store, intent, claim)[0]
+
+
+def claim_owned(
+    store: JobStore,
+    intent: SubmitIntent,
+    claim: Change,
+    *,
+    known: Mapping[str, LedgerEntry] | None = None,
+) -> tuple[SubmitIntent, dict[str, LedgerEntry]]:
     """Claim the intent's entries, then narrow the intent to the ones it got.
 
     ``claim(entry_or_None, custom_id)`` says whether an item is free, by returning the
     entry to write (a new one for None) or None; this function stamps it ``pending``
     with the intent's id. Entries already stamped with it are left alone, so repeating
-    a half-written group is harmless. Returns the intent, rewritten (conditionally) if
-    rivals took some of its items.
+    a half-written group is harmless. ``known``: see
+    :func:`~batchfsm.persistence.ledger_writer.rewrite_ledger`.
+
+    Returns the intent, rewritten (conditionally) if rivals took some of its items, and
+    the entries it owns as written, in its order: the entries each chunk's winning
+    write stamped, plus those that write found already stamped with the intent (a
+    repeated half-written group), which is exactly what :func:`owned_entries` would
+    read back at that moment, without reading it back.
     """
 
-    def stamp(entry: LedgerEntry | None, custom_id: str) -> LedgerEntry | None:
-        if entry is not None and entry.intent_id == intent.intent_id:
-            return None
-        new = claim(entry, custom_id)
-        if new is None:
-            return None
-        return new.model_copy(update={"intent_id": intent.intent_id, "state": ItemState.PENDING})
+    def plan(
+        ids: Sequence[str], current: Mapping[str, LedgerEntry]
+    ) -> tuple[list[LedgerEntry], list[LedgerEntry]]:
+        ours: list[LedgerEntry] = []
+        writes: list[LedgerEntry] = []
+        for cid in ids:
+            entry = current.get(cid)
+            if entry is not None and entry.intent_id == intent.intent_id:
+                if entry.state is ItemState.PENDING:
+                    ours.append(entry)
+                continue
+            new = claim(entry, cid)
+            if new is not None:
+                writes.append(
+                    new.model_copy(
+                        update={"intent_id": intent.intent_id, "state": ItemState.PENDING}
+                    )
+                )
+        return ours, writes
 
-    update_ledger(store, intent.job_id, list(intent.custom_ids), stamp)
-    owned = owned_entries(store, intent)
+    chunks = rewrite_ledger(
+        store, intent.job_id, list(intent.custom_ids), plan, lambda p: p[1], known=known
+    )
+    got = {e.custom_id: e for (ours, _), written in chunks for e in (*ours, *written)}
+    owned = {cid: got[cid] for cid in intent.custom_ids if cid in got}
     if len(owned) == len(intent.custom_ids):
-        return intent
+        return intent, owned
     logger.info(
         "intent %s: %d of %d items taken elsewhere",
         intent.intent_id,
         len(intent.custom_ids) - len(owned),
         len(intent.custom_ids),
     )
-    return store.save_intent(intent.model_copy(update={"custom_ids": tuple(owned)}))
+    return store.save_intent(intent.model_copy(update={"custom_ids": tuple(owned)})), owned
 
 
 def closed_intents(store: JobStore, job_id: str) -> dict[str, SubmitIntent]:

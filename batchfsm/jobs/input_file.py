@@ -7,10 +7,10 @@ same mistakes here costs nothing, names the exact line and field, and happens be
 byte is uploaded: :func:`plan_chunks` validates the *whole* file before it returns
 its chunk iterator, so a bad line 90,000 never leaves chunk 1 already submitted.
 
-Both passes stream the file line by line; what is kept between them is one small
-record per line (custom_id, size, embedding-input count), not the text. A chunk holds
-its own lines' text, so peak memory is one chunk (at most ``max_bytes``), never the
-file.
+Both passes stream the file line by line; what is kept between them is an 8-byte digest
+per ``custom_id`` (to find repeats, :mod:`batchfsm.jobs.unique_ids`) and a few numbers
+per chunk, never the text. A chunk holds its own lines' text, so peak memory is one
+chunk (at most ``max_bytes``), never the file.
 
 Endpoints: every one the API takes for batches (:mod:`batchfsm.jobs.endpoints`); a
 retired one (``/v1/videos``) is refused with the reason.
@@ -24,9 +24,11 @@ which for contiguous splitting also gives the fewest chunks.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,17 +43,32 @@ from batchfsm.jobs.endpoints import (
     RETIRED_ENDPOINTS,
     check_endpoint,
 )
+from batchfsm.jobs.input_lines import (
+    check_fits_alone,
+    check_request,
+    custom_id_of,
+    embedding_inputs,
+    line_error,
+    model_of,
+    named_model,
+    parse_line,
+    strip_newline,
+)
+from batchfsm.jobs.unique_ids import IdDigests, first_repeat
+from batchfsm.ledger.tokens import count_object
 from batchfsm.providers.anthropic.requests import check_line
 
 __all__ = [
     "ENDPOINTS",
     "RETIRED_ENDPOINTS",
     "Chunk",
+    "ChunkPlan",
     "InputSummary",
     "Limits",
     "RequestLine",
     "check_endpoint",
     "plan_chunks",
+    "read_chunks",
     "validate_input",
     "write_chunk",
 ]
@@ -82,6 +99,8 @@ class RequestLine:
     line: int
     size: int
     embedding_inputs: int
+    input_tokens: int | None = None
+    """Counted by :mod:`batchfsm.ledger.tokens` when :func:`plan_chunks` is asked to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +124,18 @@ class Chunk:
 
 
 @dataclass(frozen=True, slots=True)
-class _LineInfo:
-    custom_id: str
+class ChunkPlan:
+    """What the validating pass saw of one chunk; the reading pass must see the same
+    (else the file changed in between, and nothing of that chunk is sent)."""
+
+    length: int
     size: int
-    embedding_inputs: int
+    ids_digest: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class InputSummary:
-    """The result of validating a whole file: totals and where chunks start."""
+    """The result of validating a whole file: totals and the chunks to cut."""
 
     path: Path
     endpoint: str
@@ -122,93 +144,154 @@ class InputSummary:
     requests: int
     size: int
     embedding_inputs: int
-    chunk_lengths: tuple[int, ...]
-    """Number of requests in each chunk, in order."""
-    _lines: tuple[_LineInfo, ...]
+    chunks: tuple[ChunkPlan, ...]
+
+    @property
+    def chunk_lengths(self) -> tuple[int, ...]:
+        """Number of requests in each chunk, in order."""
+        return tuple(c.length for c in self.chunks)
 
 
-def validate_input(path: Path, endpoint: str, *, limits: Limits | None = None) -> InputSummary:
+Progress = Callable[[str], None]
+"""Told what a long step is doing (``"checking in.jsonl: 120,000 lines"``), for a display."""
+
+PROGRESS_EVERY = 10_000
+"""Lines between two progress notes while a file is checked."""
+
+
+def validate_input(
+    path: Path, endpoint: str, *, limits: Limits | None = None, progress: Progress | None = None
+) -> InputSummary:
     """Read ``path`` once, checking every line; raise :class:`InputFileError` at the
     first problem, naming the path, the 1-based line and the field."""
     limits = limits or Limits()
     path = Path(path)
     check_endpoint(endpoint, path=str(path))
-    infos, model = _check_lines(path, endpoint, limits)
-    if not infos:
+    cutter = _ChunkCutter(limits)
+    ids = IdDigests()
+    model = _check_lines(path, endpoint, limits, cutter, ids, progress)
+    if not cutter.requests:
         raise InputFileError("empty_file: the file has no requests", path=str(path))
+    if suspects := ids.repeats():
+        _refuse_repeat(path, suspects)
     return InputSummary(
         path=path,
         endpoint=endpoint,
         model=model,
-        requests=len(infos),
-        size=sum(i.size for i in infos),
-        embedding_inputs=sum(i.embedding_inputs for i in infos),
-        chunk_lengths=_chunk_lengths(infos, limits),
-        _lines=tuple(infos),
+        requests=cutter.requests,
+        size=cutter.total_size,
+        embedding_inputs=cutter.total_inputs,
+        chunks=cutter.finish(),
     )
 
 
-def _check_lines(path: Path, endpoint: str, limits: Limits) -> tuple[list[_LineInfo], str | None]:
-    """Every line checked alone and against the lines before it (unique custom_id, one
-    model); returns each line's record and the file's model (``None`` if empty)."""
-    seen: dict[str, int] = {}
-    infos: list[_LineInfo] = []
+class _ChunkCutter:
+    """Cuts the lines into chunks greedily in file order, as the first pass reads them."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.chunks: list[ChunkPlan] = []
+        self.requests = self.total_size = self.total_inputs = 0
+        self._start_chunk()
+
+    def _start_chunk(self) -> None:
+        self.length = self.size = self.inputs = 0
+        self.ids = _ids_digest()
+
+    def add(self, custom_id: str, size: int, inputs: int) -> None:
+        limits = self.limits
+        if self.length and (
+            self.length + 1 > limits.max_requests
+            or self.size + size > limits.max_bytes
+            or self.inputs + inputs > limits.max_embedding_inputs
+        ):
+            self._close_chunk()
+        self.length += 1
+        self.size += size
+        self.inputs += inputs
+        self.ids.update(custom_id.encode() + b"\0")
+        self.requests += 1
+        self.total_size += size
+        self.total_inputs += inputs
+
+    def _close_chunk(self) -> None:
+        self.chunks.append(ChunkPlan(self.length, self.size, self.ids.digest()))
+        self._start_chunk()
+
+    def finish(self) -> tuple[ChunkPlan, ...]:
+        if self.length:
+            self._close_chunk()
+        return tuple(self.chunks)
+
+
+def _ids_digest() -> hashlib.blake2b:
+    return hashlib.blake2b(digest_size=16)
+
+
+def _check_lines(
+    path: Path,
+    endpoint: str,
+    limits: Limits,
+    cutter: _ChunkCutter,
+    ids: IdDigests,
+    progress: Progress | None,
+) -> str | None:
+    """Every line checked alone and against the lines before it (one model); returns
+    the file's model (``None`` if it names none). Repeated ids are found afterwards."""
     model: str | None = None
     model_line = 0
     optional = endpoint in MODEL_OPTIONAL
     for number, raw in _numbered_lines(path):
-        obj = _parse(raw, path, number)
-        custom_id = _custom_id(obj, path, number)
-        if custom_id in seen:
-            raise _error(
-                f"duplicate custom_id {custom_id!r} (first on line {seen[custom_id]})",
-                path,
-                number,
-                "custom_id",
-            )
-        seen[custom_id] = number
+        if progress is not None and number % PROGRESS_EVERY == 0:
+            progress(f"checking {path.name}: {number:,} lines")
+        obj = parse_line(raw, path, number)
+        custom_id = custom_id_of(obj, path, number)
+        ids.add(custom_id)
         if endpoint == MESSAGES:  # Anthropic's shape, or an OpenAI chat line converted
             check_line(obj, path=str(path), line=number)  # a batch may mix models
             body: dict[str, Any] = {}
             line_model = None
         else:
-            _check_request(obj, endpoint, path, number)
+            check_request(obj, endpoint, path, number)
             body = obj["body"]
-            line_model = _model(body, path, number, optional=optional)
+            line_model = model_of(body, path, number, optional=optional)
         if not model_line:
             model, model_line = line_model, number
         elif line_model != model:
-            raise _error(
-                f"model_mismatch: {_named(line_model)} differs from {_named(model)} "
+            raise line_error(
+                f"model_mismatch: {named_model(line_model)} differs from {named_model(model)} "
                 f"(line {model_line}); a batch takes one model",
                 path,
                 number,
                 "body.model",
             )
-        inputs = _embedding_inputs(body, path, number) if endpoint == EMBEDDINGS else 0
-        size = len(_strip_newline(raw)) + 1
-        _check_fits_alone(size, inputs, limits, path, number)
-        infos.append(_LineInfo(custom_id, size, inputs))
-    return infos, model
+        inputs = embedding_inputs(body, path, number) if endpoint == EMBEDDINGS else 0
+        size = len(strip_newline(raw)) + 1
+        check_fits_alone(
+            size,
+            inputs,
+            max_bytes=limits.max_bytes,
+            max_inputs=limits.max_embedding_inputs,
+            path=path,
+            number=number,
+        )
+        cutter.add(custom_id, size, inputs)
+    return model
 
 
-def _chunk_lengths(infos: list[_LineInfo], limits: Limits) -> tuple[int, ...]:
-    """The number of requests in each chunk, filling chunks greedily in file order."""
-    chunk_lengths: list[int] = []
-    in_chunk = chunk_size = chunk_inputs = 0
-    for info in infos:
-        if in_chunk and (
-            in_chunk + 1 > limits.max_requests
-            or chunk_size + info.size > limits.max_bytes
-            or chunk_inputs + info.embedding_inputs > limits.max_embedding_inputs
-        ):
-            chunk_lengths.append(in_chunk)
-            in_chunk = chunk_size = chunk_inputs = 0
-        in_chunk += 1
-        chunk_size += info.size
-        chunk_inputs += info.embedding_inputs
-    chunk_lengths.append(in_chunk)
-    return tuple(chunk_lengths)
+def _refuse_repeat(path: Path, suspects: set[int]) -> None:
+    """Raise for the first line repeating an earlier ``custom_id`` (reading the file
+    once more, comparing the suspects' ids themselves)."""
+    ids = ((n, custom_id_of(parse_line(raw, path, n), path, n)) for n, raw in _numbered_lines(path))
+    repeat = first_repeat(ids, suspects)
+    if repeat is not None:
+        number, custom_id, first = repeat
+        raise line_error(
+            f"duplicate custom_id {custom_id!r} (first on line {first})",
+            path,
+            number,
+            "custom_id",
+        )
 
 
 def plan_chunks(
@@ -218,36 +301,59 @@ def plan_chunks(
     max_requests: int = 50_000,
     max_bytes: int = 200 * 1024 * 1024,
     max_embedding_inputs: int = 50_000,
+    count_tokens: bool = False,
 ) -> Iterator[Chunk]:
     """Validate the whole file, then yield its chunks in order, each within the limits.
 
     The call itself reads the whole file once and raises :class:`InputFileError` if any
     line is bad or one request alone exceeds a limit, so no chunk exists before the file
     is known good. The returned iterator then reads the file a second time, one chunk in
-    memory at a time.
+    memory at a time, counting each request's input tokens if ``count_tokens``.
     """
     limits = Limits(max_requests, max_bytes, max_embedding_inputs)
     summary = validate_input(path, endpoint, limits=limits)
-    return _read_chunks(summary)
+    return read_chunks(summary, count_tokens=count_tokens)
 
 
-def _read_chunks(summary: InputSummary) -> Iterator[Chunk]:
-    infos = iter(enumerate(summary._lines, start=1))
-    lines = _numbered_lines(summary.path)
-    for index, length in enumerate(summary.chunk_lengths):
+def read_chunks(summary: InputSummary, *, count_tokens: bool = False) -> Iterator[Chunk]:
+    """The chunks ``summary`` planned, read again one at a time (see :func:`plan_chunks`)."""
+    path, endpoint = summary.path, summary.endpoint
+    lines = _numbered_lines(path)
+    for index, plan in enumerate(summary.chunks):
         requests: list[RequestLine] = []
-        for (number, info), (_, raw) in zip(_take(infos, length), lines, strict=False):
-            text = _strip_newline(raw)
-            if len(text) + 1 != info.size:
-                raise _error("the file changed while it was being read", summary.path, number, None)
+        ids = _ids_digest()
+        size = 0
+        for number, raw in itertools.islice(lines, plan.length):
+            text = strip_newline(raw)
+            obj = _reread(text, path, number)
+            custom_id = obj["custom_id"]
+            inputs = (
+                embedding_inputs(obj.get("body", {}), path, number) if endpoint == EMBEDDINGS else 0
+            )
+            tokens = count_object(obj, endpoint) if count_tokens else None
             requests.append(
-                RequestLine(info.custom_id, text.decode(), number, info.size, info.embedding_inputs)
+                RequestLine(custom_id, text.decode(), number, len(text) + 1, inputs, tokens)
             )
-        if len(requests) != length:
-            raise _error(
-                "the file changed while it was being read (it is shorter)", summary.path, None, None
-            )
+            ids.update(custom_id.encode() + b"\0")
+            size += len(text) + 1
+        if (len(requests), size, ids.digest()) != (plan.length, plan.size, plan.ids_digest):
+            raise line_error("the file changed while it was being read", path, None, None)
         yield Chunk(index=index, requests=tuple(requests))
+
+
+def _reread(text: bytes, path: Path, number: int) -> dict[str, Any]:
+    """A line read again after validation; anything odd means the file changed."""
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        obj = None
+    if (
+        not isinstance(obj, dict)
+        or not isinstance(obj.get("custom_id"), str)
+        or ("body" in obj and not isinstance(obj["body"], dict))
+    ):
+        raise line_error("the file changed while it was being read", path, number, None)
+    return obj
 
 
 def write_chunk(requests: Iterable[RequestLine | str], dest: Path) -> int:
@@ -287,112 +393,3 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         raise InputFileError(f"cannot read: {exc.strerror}", path=str(path)) from exc
     with fh:
         yield from enumerate(fh, start=1)
-
-
-def _take(it: Iterator[tuple[int, _LineInfo]], n: int) -> Iterator[tuple[int, _LineInfo]]:
-    for _ in range(n):
-        item = next(it, None)
-        if item is None:
-            return
-        yield item
-
-
-def _strip_newline(raw: bytes) -> bytes:
-    if raw.endswith(b"\r\n"):
-        return raw[:-2]
-    if raw.endswith(b"\n"):
-        return raw[:-1]
-    return raw
-
-
-def _error(message: str, path: Path, line: int | None, field: str | None) -> InputFileError:
-    return InputFileError(message, path=str(path), line=line, field=field)
-
-
-def _parse(raw: bytes, path: Path, number: int) -> dict[str, Any]:
-    if raw.isspace() or not raw:
-        raise _error(
-            "blank line: the API rejects blank lines in a batch file (remove it)",
-            path,
-            number,
-            None,
-        )
-    try:
-        raw.decode()
-    except UnicodeDecodeError as exc:
-        raise _error(f"not UTF-8 (byte {exc.start})", path, number, None) from exc
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _error(f"invalid_json_line: {exc}", path, number, None) from exc
-    if not isinstance(obj, dict):
-        raise _error(f"a line must be a JSON object, not {type(obj).__name__}", path, number, None)
-    return obj
-
-
-def _custom_id(obj: dict[str, Any], path: Path, number: int) -> str:
-    if "custom_id" not in obj:
-        raise _error("custom_id is missing", path, number, "custom_id")
-    custom_id = obj["custom_id"]
-    if not isinstance(custom_id, str) or not custom_id:
-        raise _error(
-            f"custom_id must be a non-empty string, not {custom_id!r}", path, number, "custom_id"
-        )
-    return custom_id
-
-
-def _model(body: dict[str, Any], path: Path, number: int, *, optional: bool) -> str | None:
-    model = body.get("model")
-    if model is None and optional:
-        return None
-    if not isinstance(model, str) or not model:
-        raise _error("body.model must be a non-empty string", path, number, "body.model")
-    return model
-
-
-def _named(model: str | None) -> str:
-    return repr(model) if model is not None else "no model (the endpoint's default)"
-
-
-def _check_request(obj: dict[str, Any], endpoint: str, path: Path, number: int) -> None:
-    method = obj.get("method")
-    if method != "POST":
-        raise _error(f"method must be 'POST', not {method!r}", path, number, "method")
-    url = obj.get("url")
-    if url != endpoint:
-        raise _error(
-            f"url_mismatch: {url!r} is not the batch endpoint {endpoint!r}", path, number, "url"
-        )
-    if not isinstance(obj.get("body"), dict):
-        raise _error("body must be a JSON object", path, number, "body")
-
-
-def _embedding_inputs(body: dict[str, Any], path: Path, number: int) -> int:
-    value = body.get("input")
-    if isinstance(value, str):
-        return 1
-    if isinstance(value, list) and value:
-        if all(type(item) is int for item in value):
-            return 1  # one pre-tokenised input
-        return len(value)
-    raise _error(
-        "embeddings need body.input: a string or a non-empty array", path, number, "body.input"
-    )
-
-
-def _check_fits_alone(size: int, inputs: int, limits: Limits, path: Path, number: int) -> None:
-    if size > limits.max_bytes:
-        raise _error(
-            f"this request alone is {size} bytes, over the {limits.max_bytes}-byte batch limit",
-            path,
-            number,
-            None,
-        )
-    if inputs > limits.max_embedding_inputs:
-        raise _error(
-            f"this request alone has {inputs} embedding inputs, over the limit of "
-            f"{limits.max_embedding_inputs} per batch",
-            path,
-            number,
-            "body.input",
-        )

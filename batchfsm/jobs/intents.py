@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,8 +43,9 @@ from batchfsm.errors import (
     StaleJobError,
 )
 from batchfsm.fsm.models import BatchRecord, BatchSnapshot, EventEntry
-from batchfsm.jobs.claims import claim_items, owned_entries
+from batchfsm.jobs.claims import claim_owned, owned_entries
 from batchfsm.jobs.input_file import write_chunk
+from batchfsm.jobs.intent_changes import rejection, release
 from batchfsm.jobs.metadata import INTENT_KEY, JOB_KEY
 from batchfsm.ledger.records import (
     CLOSED_INTENT_STATES,
@@ -52,7 +53,6 @@ from batchfsm.ledger.records import (
     ErrorCategory,
     IntentState,
     ItemError,
-    ItemState,
     JobRecord,
     LedgerEntry,
     SubmitIntent,
@@ -68,10 +68,6 @@ if TYPE_CHECKING:
 __all__ = ["Intents", "lease_ends"]
 
 logger = logging.getLogger(__name__)
-
-INPUT_REJECTIONS = frozenset({400, 413, 422})
-"""Answers that reject the request itself: sending it again would be refused again.
-(401/403 are about the key, 404 about the uploaded file: those items are not at fault.)"""
 
 
 def lease_ends(intent: SubmitIntent, lease_seconds: float) -> datetime:
@@ -132,12 +128,14 @@ class Intents:
         claim: Change,
         *,
         parent_batch_ids: Iterable[str] = (),
+        known: Mapping[str, LedgerEntry] | None = None,
     ) -> BatchRecord | None:
         """Plan an intent for ``custom_ids``, claim the entries ``claim`` frees (see
-        :func:`~batchfsm.jobs.claims.claim_items`), then launch what it owns."""
+        :func:`~batchfsm.jobs.claims.claim_owned`; ``known``: the entries as the caller
+        just read them, ``{}`` for a job it just created), then launch what it owns."""
         intent = self.plan(job.job_id, custom_ids, parent_batch_ids=parent_batch_ids)
-        intent = claim_items(self.store, intent, claim)
-        return self.launch(job, intent)
+        intent, owned = claim_owned(self.store, intent, claim, known=known)
+        return self.launch(job, intent, owned=owned)
 
     def plan(
         self, job_id: str, custom_ids: Iterable[str], *, parent_batch_ids: Iterable[str] = ()
@@ -156,16 +154,24 @@ class Intents:
         )
         return self.store.save_intent(intent)
 
-    def launch(self, job: JobRecord, intent: SubmitIntent) -> BatchRecord | None:
+    def launch(
+        self,
+        job: JobRecord,
+        intent: SubmitIntent,
+        *,
+        owned: Mapping[str, LedgerEntry] | None = None,
+    ) -> BatchRecord | None:
         """Upload the lines the intent owns (from the ledger), create the batch, record it.
 
-        Only entries claimed by this intent are sent (read again here, just before the
-        upload; the intent is narrowed to them). Returns the tracked batch, or None when
-        there was nothing to send or another process took the intent over. A failure
-        that proves no batch exists abandons the intent and hands its items back; an
-        ambiguous one leaves it ``uploaded`` for the reconcile.
+        Only entries claimed by this intent are sent: ``owned``, as its claim just wrote
+        them, or else read here, just before the upload (the intent is narrowed to
+        them). Returns the tracked batch, or None when there was nothing to send or
+        another process took the intent over. A failure that proves no batch exists
+        abandons the intent and hands its items back; an ambiguous one leaves it
+        ``uploaded`` for the reconcile.
         """
-        owned = owned_entries(self.store, intent)
+        if owned is None:
+            owned = owned_entries(self.store, intent)
         if not owned:
             self.abandon(intent, reason="it owns no ledger entry")
             return None
@@ -186,7 +192,7 @@ class Intents:
         except StaleJobError:
             logger.warning("intent %s was taken over while uploading; leaving it", intent.intent_id)
             return None
-        return self.create(job, intent)
+        return self.create(job, intent, owned=owned)
 
     def _upload(self, job: JobRecord, intent: SubmitIntent, lines: list[str]) -> str:
         if self.gateway is None:
@@ -197,10 +203,16 @@ class Intents:
             try:
                 return self.gateway.upload(path)
             except GatewayError as exc:
-                self.abandon(intent, reason=f"upload failed: {exc}", failure=_rejection(exc))
+                self.abandon(intent, reason=f"upload failed: {exc}", failure=rejection(exc))
                 raise
 
-    def create(self, job: JobRecord, intent: SubmitIntent) -> BatchRecord | None:
+    def create(
+        self,
+        job: JobRecord,
+        intent: SubmitIntent,
+        *,
+        owned: Mapping[str, LedgerEntry] | None = None,
+    ) -> BatchRecord | None:
         """``POST /batches`` for an uploaded intent, then :meth:`adopt` the answer.
 
         Only a refusal proves no batch exists: a 4xx abandons the intent (a 404 means the
@@ -222,9 +234,9 @@ class Intents:
             if isinstance(exc, RateLimitedError | GatewayUnavailableError):
                 raise
             if exc.status_code is not None and 400 <= exc.status_code < 500:
-                self.abandon(intent, reason=f"create refused: {exc}", failure=_rejection(exc))
+                self.abandon(intent, reason=f"create refused: {exc}", failure=rejection(exc))
             raise
-        return self.adopt(job, intent, snapshot)
+        return self.adopt(job, intent, snapshot, owned=owned)
 
     def _queue_full(self, intent: SubmitIntent, exc: GatewayError) -> None:
         """The model's enqueued-token queue is full (Azure refuses the create with 400
@@ -240,14 +252,26 @@ class Intents:
         )
         self.abandon(intent, reason=f"create refused, the queue is full: {exc}", failure=failure)
 
-    def adopt(self, job: JobRecord, intent: SubmitIntent, snapshot: BatchSnapshot) -> BatchRecord:
+    def adopt(
+        self,
+        job: JobRecord,
+        intent: SubmitIntent,
+        snapshot: BatchSnapshot,
+        *,
+        owned: Mapping[str, LedgerEntry] | None = None,
+    ) -> BatchRecord:
         """Record a created batch: ledger first (so a harvest racing us finds its items),
-        then the tracked record, then the intent closed. Every step is idempotent."""
+        then the tracked record, then the intent closed. Every step is idempotent.
+        ``owned``: the entries as the claim wrote them, trusted until a write conflicts."""
         batch_id = snapshot.id
         if not batch_id:
             raise GatewayError("create answered a batch without an id")
-        update_ledger(
-            self.store, job.job_id, list(intent.custom_ids), _append_batch(intent, batch_id)
+        self.store.append_batch(
+            job.job_id,
+            list(intent.custom_ids),
+            intent_id=intent.intent_id,
+            batch_id=batch_id,
+            known=owned,
         )
         parents = intent.parent_batch_ids
         try:
@@ -288,7 +312,7 @@ class Intents:
         Otherwise retry items it claimed go back to ``retry`` and never-sent items stay
         ``pending``, free for a resumed submit to claim.
         """
-        update_ledger(self.store, intent.job_id, list(intent.custom_ids), _release(intent, failure))
+        update_ledger(self.store, intent.job_id, list(intent.custom_ids), release(intent, failure))
         if failure is not None and failure.category == ErrorCategory.QUEUE_FULL:
             logger.warning(
                 "intent %s: %d requests wait in retry (no attempt spent): %s",
@@ -342,52 +366,3 @@ class Intents:
             if current.intent_id == intent.intent_id:
                 return current
         return None
-
-
-def _append_batch(intent: SubmitIntent, batch_id: str) -> Change:
-    def change(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
-        if entry is None or entry.intent_id != intent.intent_id or batch_id in entry.batches:
-            return None
-        return entry.model_copy(
-            update={"batches": (*entry.batches, batch_id), "state": ItemState.PENDING}
-        )
-
-    return change
-
-
-def _release(intent: SubmitIntent, failure: ItemError | None) -> Change:
-    def change(entry: LedgerEntry | None, _cid: str) -> LedgerEntry | None:
-        if entry is None or entry.intent_id != intent.intent_id:
-            return None
-        if entry.state is not ItemState.PENDING:
-            return None
-        if failure is not None and failure.category == ErrorCategory.QUEUE_FULL:
-            return entry.model_copy(
-                update={"state": ItemState.RETRY, "last_error": _repeated(entry, failure)}
-            )
-        if failure is not None:
-            return entry.model_copy(update={"state": ItemState.FAILED, "last_error": failure})
-        if not entry.batches:
-            return None
-        return entry.model_copy(update={"state": ItemState.RETRY})
-
-    return change
-
-
-def _repeated(entry: LedgerEntry, failure: ItemError) -> ItemError:
-    """``failure``, counting how many times in a row the entry met the same error."""
-    last = entry.last_error
-    if last is not None and (last.category, last.code) == (failure.category, failure.code):
-        return failure.model_copy(update={"repeats": last.repeats + 1})
-    return failure
-
-
-def _rejection(exc: GatewayError) -> ItemError | None:
-    """The error that fails an intent's items, when the API refused their input."""
-    if exc.status_code not in INPUT_REJECTIONS:
-        return None
-    return ItemError(
-        code=exc.code or f"http_{exc.status_code}",
-        message=str(exc)[:500],
-        category=ErrorCategory.INPUT,
-    )

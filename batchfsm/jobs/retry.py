@@ -4,7 +4,9 @@ The recovery handlers put a request in ``retry`` when it failed in a way worth a
 try (a 5xx, a timeout, never run before expiry or cancellation, a queue-full batch).
 :func:`retry_items` gathers them per job, splits them to the same limits as a first
 submit, and sends each group through the intent steps of :mod:`batchfsm.jobs.intents`, so it
-is crash-safe in the same way. Each new batch is linked to the batch its items last ran
+is crash-safe in the same way. The gathering streams: the ledger is read page by page
+and the ready items are spooled to a temporary file, so a job whose million requests
+all came back holds one batch in memory, not its ledger. Each new batch is linked to the batch its items last ran
 in: ``parent_batch_id`` on the record, a ``retry_of`` event in its history, and the new
 id appended to each item's ``batches`` (state back to ``pending``).
 
@@ -28,10 +30,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
+
 from batchfsm.errors import JobNotFoundError
 from batchfsm.fsm.models import BatchRecord
 from batchfsm.fsm.spec import BatchStatus
-from batchfsm.jobs.input_file import Limits, plan_chunks, write_chunk
+from batchfsm.jobs.input_file import Limits, plan_chunks
 from batchfsm.jobs.intents import Intents
 from batchfsm.ledger.records import ErrorCategory, ItemError, ItemState, JobRecord, LedgerEntry
 from batchfsm.persistence.ledger_writer import update_ledger
@@ -82,6 +86,11 @@ class RetryResult:
         return min((w.ready_at for w in self.waiting), default=None)
 
 
+STREAM_CHUNK = 5_000
+"""Ledger entries held at once while a job's ``retry`` items are read: a job of a
+million requests whose batches all expired is resent without holding its ledger."""
+
+
 def retry_items(
     tracker: Tracker,
     *,
@@ -97,28 +106,76 @@ def retry_items(
     result = RetryResult()
     jobs = [tracker.store.load_job(job_id)] if job_id else tracker.store.list_jobs()
     for job in jobs:
-        ready, waiting = _ready_items(tracker, job, backoff)
-        ready, spent = cap_rounds(tracker, job.job_id, ready)
-        result.out_of_rounds += spent
-        if waiting:
-            result.waiting.append(
-                Waiting(job.job_id, len(waiting), min(ready_at for _, ready_at in waiting))
-            )
-        for group in _groups(tracker, job, ready, limits or Limits()):
-            record = _send(tracker, job, group)
-            if record is not None:
-                result.batches.append(record)
+        with tempfile.TemporaryDirectory(dir=tracker.workdir, prefix="batchfsm-retry-") as tmp:
+            spool = _Spool(Path(tmp) / f"{job.job_id}.retry.jsonl", Path(tmp) / "expected.jsonl")
+            _spool_ready(tracker, job, backoff, spool, result)
+            for expected in spool.groups(job, limits or Limits()):
+                record = _send(tracker, job, expected)
+                if record is not None:
+                    result.batches.append(record)
     return result
 
 
-def _ready_items(
-    tracker: Tracker, job: JobRecord, backoff: Backoff | None
-) -> tuple[list[LedgerEntry], list[tuple[LedgerEntry, datetime]]]:
+class _Spool:
+    """The ready items of one job, on disk rather than in memory: their lines (split
+    exactly as a submit splits a file of them) and, line for line, the batches each had
+    when read, which its claim must still find (:func:`_send`)."""
+
+    def __init__(self, lines: Path, expected: Path) -> None:
+        self.lines, self.expected, self.count = lines, expected, 0
+
+    def add(self, entries: list[LedgerEntry]) -> None:
+        with self.lines.open("ab") as lines, self.expected.open("ab") as keys:
+            for entry in entries:
+                lines.write(entry.line.encode() + b"\n")
+                keys.write(orjson.dumps([entry.custom_id, entry.batches]) + b"\n")
+        self.count += len(entries)
+
+    def groups(self, job: JobRecord, limits: Limits) -> Iterator[dict[str, tuple[str, ...]]]:
+        """Each batch's ``{custom_id: batches as read}``, one batch in memory at a time."""
+        if not self.count:
+            return
+        chunks = plan_chunks(
+            self.lines,
+            job.endpoint,
+            max_requests=limits.max_requests,
+            max_bytes=limits.max_bytes,
+            max_embedding_inputs=limits.max_embedding_inputs,
+        )
+        with self.expected.open("rb") as keys:
+            for chunk in chunks:
+                expected: dict[str, tuple[str, ...]] = {}
+                for request in chunk.requests:
+                    custom_id, batches = orjson.loads(next(keys))
+                    if custom_id != request.custom_id:  # both written above, in one order
+                        raise RuntimeError(f"retry spool out of step at {custom_id!r}")
+                    expected[custom_id] = tuple(batches)
+                yield expected
+
+
+def _spool_ready(
+    tracker: Tracker,
+    job: JobRecord,
+    backoff: Backoff | None,
+    spool: _Spool,
+    result: RetryResult,
+) -> None:
+    """Read the job's ``retry`` items once: those owned by an open intent are left to
+    it, those still in their queue-full backoff are counted in ``result.waiting``, those
+    out of rounds are failed (:func:`cap_rounds`), the rest go to ``spool``; at most
+    :data:`STREAM_CHUNK` entries in memory."""
     owned = Intents.of(tracker).open_ids(job.job_id)
     now = tracker.clock.now()
     records: dict[str, BatchRecord | None] = {}
-    ready: list[LedgerEntry] = []
-    waiting: list[tuple[LedgerEntry, datetime]] = []
+    waiting, first_ready = 0, None
+    chunk: list[LedgerEntry] = []
+
+    def flush() -> None:
+        ready, spent = cap_rounds(tracker, job.job_id, chunk)
+        result.out_of_rounds += spent
+        spool.add(ready)
+        chunk.clear()
+
     for entry in tracker.store.iter_ledger(job.job_id, state=ItemState.RETRY):
         if entry.custom_id in owned:
             continue
@@ -128,10 +185,15 @@ def _ready_items(
         if backoff is not None and queue_full:
             ready_at = _ready_at(tracker, entry, backoff, records)
             if ready_at is not None and now < ready_at:
-                waiting.append((entry, ready_at))
+                waiting += 1
+                first_ready = ready_at if first_ready is None else min(first_ready, ready_at)
                 continue
-        ready.append(entry)
-    return ready, waiting
+        chunk.append(entry)
+        if len(chunk) >= STREAM_CHUNK:
+            flush()
+    flush()
+    if first_ready is not None:
+        result.waiting.append(Waiting(job.job_id, waiting, first_ready))
 
 
 def _ready_at(
@@ -173,33 +235,14 @@ def _ready_at(
     return since + timedelta(seconds=backoff.delay(max(1, failures)))
 
 
-def _groups(
-    tracker: Tracker, job: JobRecord, entries: list[LedgerEntry], limits: Limits
-) -> Iterator[list[LedgerEntry]]:
-    """Split ``entries`` exactly as a submit would split a file of their lines."""
-    if not entries:
-        return
-    by_id = {e.custom_id: e for e in entries}
-    with tempfile.TemporaryDirectory(dir=tracker.workdir, prefix="batchfsm-retry-") as tmp:
-        path = Path(tmp) / f"{job.job_id}.retry.jsonl"
-        write_chunk((e.line for e in entries), path)
-        chunks = plan_chunks(
-            path,
-            job.endpoint,
-            max_requests=limits.max_requests,
-            max_bytes=limits.max_bytes,
-            max_embedding_inputs=limits.max_embedding_inputs,
-        )
-        for chunk in chunks:
-            yield [by_id[cid] for cid in chunk.custom_ids]
-
-
-def _send(tracker: Tracker, job: JobRecord, group: list[LedgerEntry]) -> BatchRecord | None:
+def _send(
+    tracker: Tracker, job: JobRecord, expected: dict[str, tuple[str, ...]]
+) -> BatchRecord | None:
     """Intent, claim (``retry`` -> ``pending`` stamped with the intent, conditional per
-    entry), then launch what the intent owns. A rival retry that claimed some items
-    first sends those; this one sends the rest (:mod:`batchfsm.jobs.claims`)."""
-    expected = {e.custom_id: e.batches for e in group}
-    parents = [e.batches[-1] for e in group if e.batches]
+    entry: still in ``retry`` with the batches it had when read), then launch what the
+    intent owns. A rival retry that claimed some items first sends those; this one
+    sends the rest (:mod:`batchfsm.jobs.claims`)."""
+    parents = [batches[-1] for batches in expected.values() if batches]
 
     def claim(entry: LedgerEntry | None, custom_id: str) -> LedgerEntry | None:
         if entry is None or entry.state is not ItemState.RETRY:

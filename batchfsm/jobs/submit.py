@@ -30,16 +30,24 @@ from batchfsm.fsm.models import BatchRecord
 from batchfsm.jobs.admission import Admission, line_model
 from batchfsm.jobs.claims import closed_intents
 from batchfsm.jobs.cost import check_max_cost, load_prices
-from batchfsm.jobs.input_file import Chunk, Limits, plan_chunks
+from batchfsm.jobs.gc_pause import gc_paused
+from batchfsm.jobs.input_file import (
+    Chunk,
+    Limits,
+    Progress,
+    RequestLine,
+    read_chunks,
+    validate_input,
+)
 from batchfsm.jobs.intents import Intents
 from batchfsm.jobs.metadata import check_metadata
 from batchfsm.jobs.reconcile import reconcile_intents
 from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry
-from batchfsm.ledger.tokens import count_line
 from batchfsm.persistence.ledger_writer import Change, update_ledger
 from batchfsm.persistence.sinks import unsafe_name
 
 if TYPE_CHECKING:
+    from batchfsm.ports import JobStore
     from batchfsm.tracker import Tracker
 
 __all__ = ["SubmitResult", "check_job_id", "job_id_for", "submit_job"]
@@ -93,8 +101,12 @@ def submit_job(
     limits: Limits | None = None,
     queue_limits: Mapping[str, int] | None = None,
     max_cost: float | None = None,
+    progress: Progress | None = None,
 ) -> SubmitResult:
     """Validate ``path``, then send it as batches of one job; see the module docstring.
+
+    ``progress`` is told what a long step is doing (checking the file, each chunk's
+    ledger writes; uploads are announced by the gateway), for a display.
 
     :raises InputFileError: a bad line (naming it), bad metadata, a ``job_id`` that
         cannot be a file name, or one naming a job with another endpoint or size.
@@ -105,35 +117,28 @@ def submit_job(
     check_job_id(job_id)
     user_metadata = check_metadata(metadata or {})
     limits = limits or Limits()
-    chunks = plan_chunks(
-        path,
-        endpoint,
-        max_requests=limits.max_requests,
-        max_bytes=limits.max_bytes,
-        max_embedding_inputs=limits.max_embedding_inputs,
-    )  # validates the whole file before returning
-    if max_cost is not None:  # refused before anything is written or sent
-        check_max_cost(path, endpoint, max_cost, load_prices(tracker.settings.prices_file))
-    requests = _count_lines(path)  # blank lines were refused: one line, one request
-    job_id = job_id or job_id_for(path, endpoint, user_metadata)
-    job, resumed = _open_job(
-        tracker,
-        JobRecord(
-            job_id=job_id,
-            endpoint=endpoint,
-            created_at=tracker.clock.now(),
-            source=str(path),
-            metadata=user_metadata,
-            max_attempts=max_attempts or tracker.settings.max_attempts,
-            requests=requests,
-        ),
-    )
-    intents = Intents.of(tracker)
-    if resumed:
-        reconcile_intents(intents, job_id=job_id)
-    covered = _covered(intents, job_id) if resumed else set()
-    admission = Admission(tracker, _queue_limits(tracker, queue_limits), limits)
-    launched = _send_chunks(tracker, job, chunks, covered, admission, resumed=resumed)
+    with gc_paused():
+        summary = validate_input(path, endpoint, limits=limits, progress=progress)
+        if max_cost is not None:  # refused before anything is written or sent
+            check_max_cost(path, endpoint, max_cost, load_prices(tracker.settings.prices_file))
+        job_id = job_id or job_id_for(path, endpoint, user_metadata)
+        job, resumed = _open_job(
+            tracker,
+            JobRecord(
+                job_id=job_id,
+                endpoint=endpoint,
+                created_at=tracker.clock.now(),
+                source=str(path),
+                metadata=user_metadata,
+                max_attempts=max_attempts or tracker.settings.max_attempts,
+                requests=summary.requests,
+            ),
+        )
+        if resumed:
+            reconcile_intents(Intents.of(tracker), job_id=job_id)
+        admission = Admission(tracker, _queue_limits(tracker, queue_limits), limits)
+        sending = _Sending(tracker, job, admission, resumed=resumed, progress=progress)
+        launched = sending.run(read_chunks(summary, count_tokens=True), len(summary.chunks))
     open_intents = [i.intent_id for i in tracker.store.list_intents(job_id, open_only=True)]
     return SubmitResult(
         job=job,
@@ -144,39 +149,77 @@ def submit_job(
     )
 
 
-def _send_chunks(
-    tracker: Tracker,
-    job: JobRecord,
-    chunks: Iterable[Chunk],
-    covered: set[str],
-    admission: Admission,
+class _Sending:
+    """Each chunk's requests not yet covered: sent as a batch, or, where the model has
+    a budget, written ``queued`` and admitted as far as it allows.
+
+    One chunk at a time, so memory follows the chunk, not the job: a fresh job's
+    entries are known to be absent (no read at all); a resumed job's are read a chunk
+    at a time."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        job: JobRecord,
+        admission: Admission,
+        *,
+        resumed: bool,
+        progress: Progress | None,
+    ) -> None:
+        self.tracker, self.job, self.admission = tracker, job, admission
+        self.resumed = resumed
+        self.note: Progress = progress or (lambda _text: None)
+        self.intents = Intents.of(tracker)
+
+    def run(self, chunks: Iterable[Chunk], count: int) -> list[str]:
+        store, job_id = self.tracker.store, self.job.job_id
+        open_ids = self.intents.open_ids(job_id) if self.resumed else set()
+        launched: list[str] = []
+        queued = False
+        for chunk in chunks:
+            closed = set(closed_intents(store, job_id))
+            todo, known = _uncovered(store, job_id, chunk, open_ids, closed, resumed=self.resumed)
+            if not todo:
+                continue
+            ids = [r.custom_id for r in todo]
+            claim = _claim_new(job_id, {r.custom_id: r for r in todo}, closed)
+            many = "request" if len(ids) == 1 else "requests"
+            where = f"chunk {chunk.index + 1} of {count}: {len(ids):,} {many}"
+            if self.admission.limit_for(line_model(todo[0].text)) is not None:
+                self.note(f"{where}: queueing in the ledger")
+                update_ledger(store, job_id, ids, _queued(claim), known=known)
+                queued = True
+                continue
+            self.note(f"{where}: claiming in the ledger, then uploading")
+            record = self.intents.send(self.job, ids, claim, known=known)
+            if record is not None:
+                launched.append(record.batch_id)
+        if queued:  # send what fits now; the poller sends the rest as batches end
+            self.note("sending what the token budget admits")
+            launched.extend(r.batch_id for r in self.admission.cycle().launched)
+        return launched
+
+
+def _uncovered(
+    store: JobStore,
+    job_id: str,
+    chunk: Chunk,
+    open_ids: set[str],
+    closed: set[str],
     *,
     resumed: bool,
-) -> list[str]:
-    """Each chunk's requests not yet ``covered``: sent as a batch, or, where the
-    model has a budget, written ``queued`` and admitted as far as it allows."""
-    job_id, endpoint = job.job_id, job.endpoint
-    intents = Intents.of(tracker)
-    launched: list[str] = []
-    queued = False
-    for chunk in chunks:
-        todo = [r for r in chunk.requests if r.custom_id not in covered]
-        if not todo:
-            continue
-        lines = {r.custom_id: r.text for r in todo}
-        tokens = {r.custom_id: count_line(r.text, endpoint) for r in todo}
-        closed = set(closed_intents(tracker.store, job_id)) if resumed else set()
-        claim = _claim_new(job_id, lines, tokens, closed)
-        if admission.limit_for(line_model(todo[0].text)) is not None:
-            update_ledger(tracker.store, job_id, list(lines), _queued(claim))
-            queued = True
-            continue
-        record = intents.send(job, lines, claim)
-        if record is not None:
-            launched.append(record.batch_id)
-    if queued:  # send what fits now; the poller sends the rest as batches end
-        launched.extend(r.batch_id for r in admission.cycle().launched)
-    return launched
+) -> tuple[list[RequestLine], dict[str, LedgerEntry]]:
+    """The chunk's requests no batch or open intent covers yet, and their entries as
+    read now (none for a job this call created: nothing can cover them)."""
+    if not resumed:
+        return list(chunk.requests), {}
+    entries = store.get_ledger(job_id, chunk.custom_ids)
+    todo = [
+        r
+        for r in chunk.requests
+        if r.custom_id not in open_ids and _is_free(entries.get(r.custom_id), closed)
+    ]
+    return todo, {r.custom_id: e for r in todo if (e := entries.get(r.custom_id)) is not None}
 
 
 def _open_job(tracker: Tracker, job: JobRecord) -> tuple[JobRecord, bool]:
@@ -194,38 +237,30 @@ def _open_job(tracker: Tracker, job: JobRecord) -> tuple[JobRecord, bool]:
     return existing, True
 
 
-def _covered(intents: Intents, job_id: str) -> set[str]:
-    """custom_ids already in a batch of the job or owned by an open intent."""
-    covered = intents.open_ids(job_id)
-    closed = closed_intents(intents.store, job_id)
-    for entry in intents.store.iter_ledger(job_id):
-        if entry.batches or entry.state is not ItemState.PENDING:
-            covered.add(entry.custom_id)
-        elif entry.intent_id is not None and entry.intent_id not in closed:
-            covered.add(entry.custom_id)  # claimed by an intent not listed as open yet
-    return covered
+def _is_free(entry: LedgerEntry | None, closed: set[str]) -> bool:
+    """A request this submit may claim: no entry yet, or a ``pending`` one that never
+    ran and that no live intent holds (unclaimed, or claimed by an intent in ``closed``,
+    the ids of intents that ended without sending it)."""
+    if entry is None:
+        return True
+    if entry.state is not ItemState.PENDING or entry.batches:
+        return False
+    return entry.intent_id is None or entry.intent_id in closed
 
 
-def _claim_new(
-    job_id: str, lines: Mapping[str, str], tokens: Mapping[str, int], closed: set[str]
-) -> Change:
-    """A new entry per request. An existing ``pending`` one that never ran is taken
-    over only if no live intent holds it: unclaimed, or claimed by an intent in
-    ``closed`` (ids of intents that ended without sending it)."""
+def _claim_new(job_id: str, requests: Mapping[str, RequestLine], closed: set[str]) -> Change:
+    """A new entry per request, or an existing free one taken over (:func:`_is_free`)."""
 
     def change(entry: LedgerEntry | None, custom_id: str) -> LedgerEntry | None:
         if entry is None:
+            request = requests[custom_id]
             return LedgerEntry(
                 job_id=job_id,
                 custom_id=custom_id,
-                line=lines[custom_id],
-                input_tokens=tokens[custom_id],
+                line=request.text,
+                input_tokens=request.input_tokens,
             )
-        if entry.state is not ItemState.PENDING or entry.batches:
-            return None
-        if entry.intent_id is not None and entry.intent_id not in closed:
-            return None  # an open intent (perhaps a racing submit) is sending it
-        return entry
+        return entry if _is_free(entry, closed) else None
 
     return change
 
@@ -244,8 +279,3 @@ def _queued(claim: Change) -> Change:
         return new.model_copy(update={"state": ItemState.QUEUED, "intent_id": None})
 
     return change
-
-
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as fh:
-        return sum(1 for _ in fh)

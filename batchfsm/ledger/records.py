@@ -14,6 +14,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from batchfsm.ledger.usage import LineUsage
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -173,4 +175,7 @@ class LedgerEntry(_Record):
     that makes it ``pending`` for a new batch. Only that intent sends it, and once the
     intent is closed without sending it, the entry is free again (see
     :func:`batchfsm.jobs.claims.release_stranded`)."""
+    usage: LineUsage | None = None
+    """The tokens its succeeded result line reported (:mod:`batchfsm.ledger.usage`);
+    None: not succeeded, or the line reported none."""
     version: int = 0

@@ -36,6 +36,10 @@ and then proven: the line with the span replaced by ``0`` must parse with
 ``response.body == 0`` and the span itself must parse as one JSON value, which together
 imply the span is exactly the body value. Any line where the proof fails (odd layout)
 falls back to a full parse plus ``orjson.dumps`` of the body: slower, never wrong.
+
+Usage: a succeeded line's ``usage`` (and the ``model`` that served it) is read from the
+body already parsed for the proof (:func:`~batchfsm.ledger.usage.parse_usage`), so it
+costs a few dictionary lookups, not another parse.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from batchfsm.ledger.usage import LineUsage, parse_usage
 
 __all__ = [
     "LineOutcome",
@@ -83,7 +89,8 @@ class LineOutcome:
 
     ``body`` is the raw JSON text of ``response.body`` (succeeded lines only): write it
     as is, or call :meth:`body_json`. ``raw`` and ``reason`` are set for malformed lines
-    only, so they can be quarantined verbatim.
+    only, so they can be quarantined verbatim. ``usage``: what a succeeded line's body
+    reported (None: no ``usage`` object, or not a succeeded line).
     """
 
     line: int
@@ -95,6 +102,7 @@ class LineOutcome:
     body: bytes | None = None
     raw: bytes | None = None
     reason: str | None = None
+    usage: LineUsage | None = None
 
     @property
     def spends_attempt(self) -> bool:
@@ -188,6 +196,7 @@ def _from_object(obj: Any, raw: bytes, line: int, *, raw_body: bytes | None) -> 
                 custom_id=custom_id,
                 status_code=status_code,
                 body=raw_body if raw_body is not None else orjson.dumps(body),
+                usage=parse_usage(body),
             )
         nested = body.get("error") if isinstance(body, dict) else None
         code, message = _error_fields(nested)

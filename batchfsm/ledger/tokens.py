@@ -35,6 +35,7 @@ __all__ = [
     "MESSAGE_OVERHEAD",
     "REPLY_OVERHEAD",
     "count_line",
+    "count_object",
     "count_request",
     "encoding_for",
     "estimate_text",
@@ -113,8 +114,11 @@ def count_line(line: str | bytes, endpoint: str) -> int:
     one (``params``: its messages and system prompt, counted like chat messages; the
     model's own tokenizer is not published, so its count is the documented estimate)."""
     obj = orjson.loads(line)
-    if not isinstance(obj, dict):
-        return 0
+    return count_object(obj, endpoint) if isinstance(obj, dict) else 0
+
+
+def count_object(obj: dict[str, Any], endpoint: str) -> int:
+    """:func:`count_line` of a line already parsed."""
     body = obj.get("body")
     if isinstance(body, dict):
         return count_request(body, endpoint)

@@ -23,6 +23,7 @@ from batchfsm.ledger.records import (
     LedgerEntry,
     SubmitIntent,
 )
+from batchfsm.persistence.adoption import BatchAdoption
 from batchfsm.persistence.budgets import TokenBudgets
 from batchfsm.persistence.items import (
     BatchItem,
@@ -57,7 +58,7 @@ LEDGER_PAGE = 500
 """How many ledger entries one ``_scan_ledger`` call returns while iterating."""
 
 
-class BaseJobStore(TokenBudgets, WebhookReceipts, ABC):
+class BaseJobStore(BatchAdoption, TokenBudgets, WebhookReceipts, ABC):
     """Everything a backend shares, written once (template method).
 
     This class maps records to stored items (pydantic JSON) and back, applies the
@@ -293,7 +294,7 @@ class BaseJobStore(TokenBudgets, WebhookReceipts, ABC):
             item = LedgerItem(
                 after.job_id,
                 after.custom_id,
-                after.state.value,
+                str(after.state),  # a StrEnum: its value, without the enum descriptor
                 after.version,
                 after.batches,
                 after.model_dump_json(),
@@ -321,12 +322,15 @@ class BaseJobStore(TokenBudgets, WebhookReceipts, ABC):
         *,
         batch_id: str | None = None,
         state: ItemState | None = None,
+        after: tuple[str, str] | None = None,
     ) -> Iterator[LedgerEntry]:
-        """Ledger entries matching every filter given, ordered by (job_id, custom_id).
+        """Ledger entries matching every filter given, ordered by (job_id, custom_id),
+        strictly after ``after`` (a ``(job_id, custom_id)`` key) when given.
 
-        Read page by page, so a million-entry ledger never sits in memory at once.
+        Read page by page, so a million-entry ledger never sits in memory at once, and
+        ``after`` starts at the key (an index seek), so ``batchfsm items --after`` reads
+        only the page it prints, wherever it lies in the ledger.
         """
-        after: tuple[str, str] | None = None
         while True:
             page = self._scan_ledger(
                 job_id=job_id,

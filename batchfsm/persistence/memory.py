@@ -8,6 +8,7 @@ real. One lock makes every primitive atomic, including a whole ledger group.
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -180,15 +181,19 @@ class MemoryJobStore(BaseJobStore):
     ) -> list[LedgerItem]:
         with self._lock:
             self._check_open()
-            keys = sorted(
-                key
-                for key, item in self._ledger.items()
-                if (after is None or key > after)
-                and (job_id is None or item.job_id == job_id)
-                and (state is None or item.state == state)
-                and (batch_id is None or batch_id in item.batches)
+            # The first ``limit`` keys, not the whole ledger sorted for every page.
+            keys = heapq.nsmallest(
+                limit,
+                (
+                    key
+                    for key, item in self._ledger.items()
+                    if (after is None or key > after)
+                    and (job_id is None or item.job_id == job_id)
+                    and (state is None or item.state == state)
+                    and (batch_id is None or batch_id in item.batches)
+                ),
             )
-            return [self._ledger[key] for key in keys[:limit]]
+            return [self._ledger[key] for key in keys]
 
     def _count_ledger(self, job_id: str | None) -> dict[str, int]:
         with self._lock:

@@ -5,7 +5,9 @@ in-process under ``httpx2.WSGITransport`` (fast tests, no sockets) and on a real
 server (:mod:`batchfsm.sandbox.server`). All state lives in the :class:`World`; this module
 only translates HTTP to world calls and :class:`SandboxAPIError` back to HTTP.
 
-Besides the ``/v1`` API it serves two helpers, outside auth, faults and stats:
+Besides the Batch API it serves one route of the Administration API, a project's rate
+limits (:mod:`batchfsm.sandbox.admin`: the queue limits, for an admin key only), and two
+helpers, outside auth, faults and stats:
 ``GET /sandbox/stats`` (call counts per route) and ``POST /sandbox/advance``
 (``{"seconds": N}`` fast-forwards sandbox time, for a sandbox on the real clock).
 """
@@ -21,6 +23,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from batchfsm.sandbox.admin import RATE_LIMITS_ROUTE, check_admin_key, rate_limits_page
 from batchfsm.sandbox.api_errors import (
     SandboxAPIError,
     bad_request,
@@ -52,6 +55,7 @@ _API_ROUTES = (
     ("GET", "/v1/batches"),
     ("GET", "/v1/batches/<batch_id>"),
     ("POST", "/v1/batches/<batch_id>/cancel"),
+    ("GET", RATE_LIMITS_ROUTE),
     ("GET", "/sandbox/stats"),
     ("POST", "/sandbox/advance"),
 )
@@ -88,6 +92,7 @@ class SandboxApp:
             "GET /v1/batches": self._list_batches,
             "GET /v1/batches/{batch_id}": self._retrieve_batch,
             "POST /v1/batches/{batch_id}/cancel": self._cancel_batch,
+            _route_name("GET", RATE_LIMITS_ROUTE): self._rate_limits,
             "GET /sandbox/stats": self._stats,
             "POST /sandbox/advance": self._advance,
         }
@@ -200,6 +205,17 @@ class SandboxApp:
             )
         page = self.world.list_batches(
             after=request.args.get("after"), limit=limit, stale=fault == "stale_read"
+        )
+        return _json(page)
+
+    # -- /v1/organization (the Administration API) -------------------------------------
+
+    def _rate_limits(self, request: Request, fault: Fault | None, args: dict[str, str]) -> Response:
+        check_admin_key(request.headers.get("Authorization", ""))
+        page = rate_limits_page(
+            self.world.queue.limits,
+            limit=request.args.get("limit"),
+            after=request.args.get("after"),
         )
         return _json(page)
 

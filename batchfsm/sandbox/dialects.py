@@ -151,6 +151,8 @@ class DialectApp(SandboxApp):
             )
         inner = dict(environ)
         inner["PATH_INFO"] = "/v1/" + path[len(root) :]
+        if inner["PATH_INFO"].startswith("/v1/organization/"):  # OpenAI's admin API only
+            raise not_found(f"Invalid URL ({environ.get('REQUEST_METHOD')} {path})")
         self._auth(inner)
         route = (inner.get("REQUEST_METHOD"), inner["PATH_INFO"])
         if self.dialect.upload_purpose != "batch" and route in _UPLOADS:

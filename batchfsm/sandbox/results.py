@@ -52,8 +52,26 @@ class Usage:
             self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
         )
 
-    def as_batch_usage(self) -> dict[str, Any]:
-        """The ``usage`` object of a Batch."""
+    def as_chat_usage(self) -> dict[str, Any]:
+        """The ``usage`` of a chat completion, with both detail objects the API sends
+        (nothing is cached or spent reasoning in the sandbox: its prompts are short)."""
+        return {
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+
+    def as_batch_usage(self, shown: str = "reported") -> dict[str, Any] | None:
+        """The ``usage`` object of a Batch (``Fate.batch_usage`` says what it shows)."""
+        if shown != "reported":
+            return None if shown == "missing" else Usage().as_batch_usage()
         return {
             "input_tokens": self.input_tokens,
             "input_tokens_details": {"cached_tokens": 0},
@@ -161,11 +179,7 @@ def _chat(
                 "finish_reason": "stop",
             }
         ],
-        "usage": {
-            "prompt_tokens": usage.input_tokens,
-            "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens,
-        },
+        "usage": usage.as_chat_usage(),
         "system_fingerprint": None,
     }
     return answer, usage

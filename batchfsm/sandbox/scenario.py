@@ -87,6 +87,10 @@ class Fate(_Model):
     disappear_after_s: float | None = Field(default=None, ge=0)
     """After this many seconds the batch answers 404 (it vanished, as observed in reality)."""
     disappear_from: Literal["terminal", "created"] = "terminal"
+    batch_usage: Literal["reported", "missing", "zero"] = "reported"
+    """What the Batch object's ``usage`` says: the sum of its succeeded lines
+    (``reported``), nothing (``missing``: as on batches created before 2025-09-07, or
+    from servers that never fill it) or zeros. The result lines carry theirs either way."""
     clean_error_file_id: Literal["empty", "null"] | None = None
     """``error_file_id`` of a batch with no failed line: ``""`` or null. None: drawn with
     ``Scenario.empty_error_file_id_rate``."""

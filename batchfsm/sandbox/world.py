@@ -352,7 +352,7 @@ class World:
             },
             "metadata": batch.metadata,
             "model": batch.parsed.model,
-            "usage": usage.as_batch_usage(),
+            "usage": usage.as_batch_usage(batch.plan.fate.batch_usage),
         }
 
     def _materialise(self, batch: _Batch, moment: Moment) -> tuple[str | None, str | None]:

@@ -1,17 +1,22 @@
-"""``batchfsm cost`` and ``submit --max-cost`` through the CLI, against the sandbox."""
+"""``batchfsm cost`` and ``submit --max-cost`` through the CLI, against the sandbox and
+the official client: the Batch object's ``usage`` while a batch runs, each result line's
+once it is harvested (also when the batch expired part-way and its Batch object says
+nothing), priced at batch rates."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from batchfsm.jobs.cost import PER, load_prices
 from batchfsm.ledger.tokens import count_line
 from batchfsm.persistence.sqlite.store import SQLiteJobStore
 from batchfsm.sandbox import Fate, Phases, Scenario
-from tests.e2e.conftest import Env
-from tests.e2e.support import EMBEDDINGS, write_input
+from batchfsm.sandbox.testing import batch_input
+from tests.e2e.conftest import TIME_SCALE, Env
+from tests.e2e.support import EMBEDDINGS, result_lines, write_input
 
 IDS = [f"doc-{i}" for i in range(12)]
 
@@ -63,3 +68,52 @@ def test_max_cost_refuses_a_job_over_it_and_creates_nothing(env: Env) -> None:
     store.close()
     ok = env.cli("submit", str(path), "--endpoint", EMBEDDINGS, "--max-cost", "1")
     assert ok.code == 0
+
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.mark.parametrize("time_scale", [TIME_SCALE])
+@pytest.mark.parametrize(
+    "scenario", [Scenario(default=Fate(kind="expire", expire_fraction=0.5, batch_usage="missing"))]
+)
+def test_a_batch_expired_part_way_is_costed_from_its_finished_lines(env: Env) -> None:
+    path = env.workdir / "chat.jsonl"
+    path.write_bytes(batch_input(IDS, endpoint=CHAT, model="gpt-4o-mini"))
+    assert env.cli("submit", str(path), "--endpoint", CHAT, "--job-id", "j1").code == 0
+    assert env.cli("poll", "--until-done", "--interval", "0.02", "--timeout", "20").code == 0
+    (batch,) = env.cli("status", "--json").json()["batches"]
+    assert (batch["state"], batch["usage"]) == ("expired", None)  # the Batch object billed none
+    bodies = {row["custom_id"]: row["response"]  # the sink keeps each body as "response"
+              for row in map(orjson.loads, result_lines(env.results))}  # fmt: skip
+    assert len(bodies) == len(IDS) // 2
+    used_in = sum(b["usage"]["prompt_tokens"] for b in bodies.values())
+    used_out = sum(b["usage"]["completion_tokens"] for b in bodies.values())
+
+    data = env.cli("cost", "--json").json()
+
+    (job,) = data["jobs"]
+    (model,) = job["models"]
+    rate = load_prices().price_of("gpt-4o-mini")
+    assert rate is not None and rate.output is not None
+    assert (model["input_tokens"], model["output_tokens"]) == (used_in, used_out)
+    assert model["cost_usd"] == pytest.approx((used_in * rate.input + used_out * rate.output)
+                                              / PER * 0.5)  # fmt: skip
+    assert (model["source"], model["unreported_batches"], model["lines_without_usage"]) == (
+        "lines", 0, 0)  # fmt: skip
+    assert model["from_lines"]["lines"] == len(bodies)
+    assert model["from_lines"]["models"] == ["gpt-4o-mini"]
+    (expired,) = job["batches"]
+    assert (expired["state"], expired["source"], expired["lines"]) == ("expired", "lines", 6)
+    assert expired["cost_usd"] == pytest.approx(model["cost_usd"])
+    assert set(data) == {"jobs", "cost_usd", "estimate_usd", "prices"}  # extended, not renamed
+    assert data["cost_usd"] == pytest.approx(model["cost_usd"])
+    items = {i["custom_id"]: i for i in env.cli("items", "--json").json()["items"]}
+    for cid, item in items.items():
+        usage = bodies[cid]["usage"] if cid in bodies else None
+        shown = item["usage"]
+        assert (shown is None) is (usage is None)
+        if shown is not None and usage is not None:
+            assert (shown["input_tokens"], shown["output_tokens"], shown["model"]) == (
+                usage["prompt_tokens"], usage["completion_tokens"], "gpt-4o-mini")  # fmt: skip
+    assert "lines" in env.cli("cost").out

@@ -38,6 +38,7 @@ SCENARIO = Scenario(
     named={
         "all_429": Fate(kind="all_fail", failure_codes=(429,)),
         "expire_half": Fate(kind="expire", expire_fraction=0.5),
+        "expire_half_unbilled": Fate(kind="expire", expire_fraction=0.5, batch_usage="missing"),
         "slow": Fate(phases=Phases(in_progress_s=100.0, cancelling_s=30.0)),
         "slow_cancel": Fate(phases=Phases(in_progress_s=100.0, cancelling_s=1800.0)),
         "stuck": Fate(kind="stuck_finalizing", stuck_finalizing_s=30 * 3600.0),

@@ -468,6 +468,45 @@ def test_iter_ledger_pages_through_everything(
     assert len(list(store.iter_ledger("job-1"))) == 5
 
 
+def test_iter_ledger_starts_strictly_after_a_key_with_every_filter(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``after`` (what ``batchfsm items --after`` pages with) gives exactly the entries a
+    full listing gives past that key, with any filter, wherever the key lies: inside a
+    job, between jobs, on a key that does not exist, before or past everything."""
+    assert isinstance(store, base.BaseJobStore)
+    monkeypatch.setattr(base, "LEDGER_PAGE", 2)  # page boundaries everywhere
+    states = itertools.cycle([ItemState.PENDING, ItemState.RETRY, ItemState.SUCCEEDED])
+    entries = [
+        ledger(
+            f"r{n}", job_id=job, batches=(("b1",) if n % 2 else ("b1", "b2")), state=next(states)
+        )
+        for job in ("job-1", "job-2", "job-3")
+        for n in range(4)
+    ]
+    store.save_ledger(entries)
+    every = sorted(entries, key=lambda e: (e.job_id, e.custom_id))
+    afters = [("", ""), ("job-1", "r1"), ("job-1", "r3"), ("job-2", "r15"), ("job-2", ""),
+              ("job-20", "r0"), ("job-3", "r3"), ("job-9", "")]  # fmt: skip
+    filters: list[dict[str, object]] = [
+        {}, {"job_id": "job-2"}, {"state": ItemState.RETRY}, {"batch_id": "b2"},
+        {"job_id": "job-2", "state": ItemState.PENDING}, {"job_id": "job-1", "batch_id": "b2"},
+        {"batch_id": "b1", "state": ItemState.SUCCEEDED},
+    ]  # fmt: skip
+    for where in filters:
+        for after in afters:
+            expected = [
+                (e.job_id, e.custom_id)
+                for e in every
+                if (e.job_id, e.custom_id) > after
+                and where.get("job_id", e.job_id) == e.job_id
+                and where.get("state", e.state) is e.state
+                and where.get("batch_id", e.batches[0]) in e.batches
+            ]
+            got = store.iter_ledger(after=after, **where)  # type: ignore[arg-type]
+            assert [(e.job_id, e.custom_id) for e in got] == expected, (where, after)
+
+
 def test_count_ledger_by_state(store: JobStore) -> None:
     store.save_ledger(
         [

@@ -1,0 +1,78 @@
+"""``append_batch``: recording a created batch on the entries its intent claimed, on
+every backend (SQLite does it in SQL, the others by conditional rewrites; the promise
+is the same)."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+from batchfsm.errors import StaleJobError
+from batchfsm.ledger.records import ItemState, LedgerEntry
+from batchfsm.persistence import JobStore
+from tests.persistence.factories import STORE_FACTORIES
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+def store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[JobStore]:
+    with STORE_FACTORIES[request.param](tmp_path) as made:
+        yield made
+
+
+def claimed(custom_id: str, intent: str | None, **update: object) -> LedgerEntry:
+    entry = LedgerEntry(
+        job_id="job-1",
+        custom_id=custom_id,
+        line=f'{{"custom_id": "{custom_id}"}}',
+        intent_id=intent,
+        input_tokens=7,
+    )
+    return entry.model_copy(update=update)
+
+
+def test_only_the_intents_entries_get_the_batch_and_each_once(store: JobStore) -> None:
+    store.save_ledger(
+        [
+            claimed("a", "intent_1"),
+            claimed("b", "intent_1", batches=("batch_old",), state=ItemState.RETRY),
+            claimed("c", "intent_2"),  # a rival intent took it
+            claimed("d", None),  # never claimed
+        ]
+    )
+    for _ in range(2):  # a crash after the first call repeats it: nothing doubles
+        store.append_batch(
+            "job-1", ["a", "b", "c", "d", "missing"], intent_id="intent_1", batch_id="batch_new"
+        )
+    entries = store.get_ledger("job-1", ["a", "b", "c", "d", "missing"])
+    assert set(entries) == {"a", "b", "c", "d"}  # nothing created
+    assert entries["a"].batches == ("batch_new",)
+    assert entries["a"].state is ItemState.PENDING
+    assert entries["a"].input_tokens == 7 and entries["a"].line == '{"custom_id": "a"}'
+    assert entries["b"].batches == ("batch_old", "batch_new")
+    assert entries["b"].state is ItemState.PENDING
+    assert entries["c"].batches == () and entries["d"].batches == ()
+    found = sorted(e.custom_id for e in store.iter_ledger("job-1", batch_id="batch_new"))
+    assert found == ["a", "b"]
+    assert sorted(e.custom_id for e in store.iter_ledger("job-1", batch_id="batch_old")) == ["b"]
+
+
+def test_a_writer_holding_the_entry_from_before_loses_its_race(store: JobStore) -> None:
+    (before,) = store.save_ledger([claimed("a", "intent_1")])
+    store.append_batch("job-1", ["a"], intent_id="intent_1", batch_id="batch_1")
+    after = store.get_ledger("job-1", ["a"])["a"]
+    assert after.version == before.version + 1
+    with pytest.raises(StaleJobError):
+        store.save_ledger([before.model_copy(update={"state": ItemState.FAILED})])
+    assert store.get_ledger("job-1", ["a"])["a"] == after
+
+
+def test_stale_known_entries_are_read_again_not_trusted(store: JobStore) -> None:
+    (first,) = store.save_ledger([claimed("a", "intent_1")])
+    store.save_ledger([first.model_copy(update={"attempts": 1})])  # someone moved it on
+    store.append_batch(
+        "job-1", ["a"], intent_id="intent_1", batch_id="batch_1", known={"a": first}
+    )
+    entry = store.get_ledger("job-1", ["a"])["a"]
+    assert entry.batches == ("batch_1",) and entry.attempts == 1
