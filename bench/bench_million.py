@@ -19,11 +19,16 @@ allocations (which slows the phase down and adds its own bookkeeping to the RSS)
 * ``items-tsv``, ``items-json``, ``items-export``: ``batchfsm items --job J`` of the
   whole ledger to a file (tab-separated rows, ``--json``, ``--export``);
 * ``items-page``: ``batchfsm items --job J --limit 1000 --after ID``, a page near the
-  end of the ledger.
+  end of the ledger;
+* ``drain`` (only when ``--phases`` names it: minutes at 1,000,000 lines):
+  :meth:`~batchfsm.poller.Poller.run` until the job is done, one batch admitted as the
+  one before it ends, so its peak is that of the job's last cycles, when it has the most
+  batches and intents behind it.
 
 Usage::
 
     .venv/bin/python bench/bench_million.py [--lines 100000,1000000] [--tracemalloc]
+        [--phases submit,poll,items-tsv,items-json,items-export,items-page,drain]
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ JOB: Final = "job-million"
 TIME_SCALE: Final = 200.0
 """Sandbox seconds per second: a batch completes in 0.07 s, its files last 3.6 hours."""
 PHASES: Final = ("submit", "poll", "items-tsv", "items-json", "items-export", "items-page")
+ALL_PHASES: Final = (*PHASES, "drain")
 
 
 def write_input(path: Path, n: int) -> None:
@@ -103,6 +109,17 @@ def phase_poll(work: Path, limit: int) -> str:
     return f"polled {states}, admitted {len(report.admitted)}, {report.queued:,} queued"
 
 
+def phase_drain(work: Path, limit: int) -> str:
+    from batchfsm.poller import Poller
+
+    with _runtime(work) as runtime:
+        poller = Poller(runtime.tracker, queue_limits={MODEL: limit})
+        summary = poller.run(until_done=True, interval=0.25, timeout=3600)
+        counts = runtime.tracker.store.count_ledger(JOB)
+    done = {state.value: n for state, n in counts.items() if n}
+    return f"{summary.cycles} cycles, {len(summary.batches)} batches, done={summary.done}: {done}"
+
+
 def phase_items(work: Path, argv: list[str]) -> str:
     from batchfsm.cli.main import main
 
@@ -151,6 +168,8 @@ def child(phase: str, work: Path, lines: int, limit: int, traced: bool) -> None:
         note = phase_submit(work, limit)
     elif phase == "poll":
         note = phase_poll(work, limit)
+    elif phase == "drain":
+        note = phase_drain(work, limit)
     elif phase in ITEMS_ARGS:
         late = f"req-{max(0, lines - 1500):07d}"
         note = phase_items(work, [a.format(work=work, late=late) for a in ITEMS_ARGS[phase]])
@@ -192,6 +211,8 @@ def main() -> None:
 
     sizes = [int(x) for x in args.lines.split(",")]
     phases = [p for p in args.phases.split(",") if p]
+    if unknown := set(phases) - set(ALL_PHASES):
+        parser.error(f"--phases: no phase {', '.join(sorted(unknown))}; phases: {ALL_PHASES}")
     figures: dict[str, dict[int, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp, running_sandbox(time_scale=TIME_SCALE) as sandbox:
         base = measure("baseline", Path(tmp), 0, 0, sandbox.base_url, args.tracemalloc)

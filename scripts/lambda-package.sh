@@ -8,6 +8,11 @@
 # botocore is bundled rather than taken from the runtime: the S3 sink needs conditional
 # writes (IfNoneMatch), which older botocore releases in the runtime do not send. boto3
 # is not needed: batchfsm builds its clients on botocore (batchfsm/persistence/botocore_clients.py).
+#
+# LAMBDA_EXTRAS adds batchfsm extras to the bundle, comma-separated: "anthropic" for a
+# function polling Anthropic's Message Batches (BATCHFSM_PROVIDER=anthropic; the key's
+# secret then holds the Anthropic key), "lambda-metrics" for EMF metrics. None by default:
+# each costs cold-start bytes a function that does not use it would carry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
@@ -16,9 +21,11 @@ wheels=.build/wheels
 rm -rf "$out" "$wheels"
 mkdir -p "$out" "$wheels"
 "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$wheels" .
+wheel=$(ls "$wheels"/batchfsm-*.whl)
+extras="${LAMBDA_EXTRAS:-}"
 "$PYTHON" -m pip install --quiet --target "$out" \
   --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 \
-  --only-binary=:all: "$wheels"/batchfsm-*.whl 'botocore>=1.35.36'
+  --only-binary=:all: "${wheel}${extras:+[$extras]}" 'botocore>=1.35.36'
 # Lambda's code directory is read-only: ship bytecode, or every cold start compiles botocore,
 # openai and pydantic from source (measured: 1.6-2.3 s instead of 0.63 s to import them).
 # unchecked-hash: zip timestamps are not reliable for the usual freshness check.

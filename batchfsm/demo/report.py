@@ -50,6 +50,7 @@ class DemoReport:
     cancelled: list[str]
     waiting_for_retry: int
     diagrams: dict[str, Path | None] = field(default_factory=dict)
+    provider: str = "openai"
 
     @property
     def store_url(self) -> str:
@@ -170,9 +171,23 @@ def print_summary(report: DemoReport, file: TextIO | None = None) -> None:
         f"--results-dir {report.out / 'results'}",
         "",
         "The same commands against the real API:",
+        *_real_api_commands(report.provider),
+    ]
+    console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+
+
+def _real_api_commands(provider: str) -> list[str]:
+    """The closing hint, for the API the demo rehearsed."""
+    if provider == "anthropic":
+        return [
+            "  unset ANTHROPIC_BASE_URL",
+            "  export ANTHROPIC_API_KEY=sk-ant-...",
+            "  batchfsm submit requests.jsonl --provider anthropic",
+            "  batchfsm poll --provider anthropic --until-done --auto-retry",
+        ]
+    return [
         "  unset OPENAI_BASE_URL",
         "  export OPENAI_API_KEY=sk-...",
         "  batchfsm submit requests.jsonl --endpoint /v1/chat/completions",
         "  batchfsm poll --until-done --auto-retry",
     ]
-    console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)

@@ -82,6 +82,7 @@ def run_demo(
         )
         report = _read_back(tracker, out, summary, canceller.cancelled, script)
     report.diagrams = write_diagrams(out, report.batches)
+    report.provider = provider
     return report
 
 

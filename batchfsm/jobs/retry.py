@@ -6,9 +6,10 @@ try (a 5xx, a timeout, never run before expiry or cancellation, a queue-full bat
 submit, and sends each group through the intent steps of :mod:`batchfsm.jobs.intents`, so it
 is crash-safe in the same way. The gathering streams: the ledger is read page by page
 and the ready items are spooled to a temporary file, so a job whose million requests
-all came back holds one batch in memory, not its ledger. Each new batch is linked to the batch its items last ran
-in: ``parent_batch_id`` on the record, a ``retry_of`` event in its history, and the new
-id appended to each item's ``batches`` (state back to ``pending``).
+all came back holds one batch in memory, not its ledger. Each new batch is linked to
+the batch its items last ran in: ``parent_batch_id`` on the record, a ``retry_of`` event
+in its history, and the new id appended to each item's ``batches`` (state back to
+``pending``).
 
 Queue-full (``token_limit_exceeded``) is not the request's fault and resending at once
 just fills the queue again, so when a :class:`Backoff` is given (``poll --auto-retry``)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from batchfsm.errors import GatewayUnavailableError
 from batchfsm.fsm.models import EventEntry
+from batchfsm.jobs import retry as retry_module
 from batchfsm.jobs.input_file import Limits
 from batchfsm.jobs.retry import Backoff, RetryResult, retry_items
 from batchfsm.jobs.submit import submit_job
@@ -163,3 +164,25 @@ def test_two_retries_racing_for_the_same_items_send_them_once(tmp_path: Path) ->
     assert len(app.world.batch_ids()) == 2
     assert {len(e.batches) for e in ours.iter_ledger()} == {2}
     assert {i.state for i in ours.list_intents()} == {"created", "abandoned"}
+
+
+def test_retry_items_read_a_few_at_a_time_are_split_as_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger is read in chunks of ``STREAM_CHUNK`` (here 2) and spooled to disk:
+    the batches are cut across chunk boundaries exactly as from all the items at once,
+    each item sent once, in custom_id order."""
+    monkeypatch.setattr(retry_module, "STREAM_CHUNK", 2)
+    clock = FrozenClock()
+    app = sandbox(Scenario(default=Fate(failure_rate=1.0, failure_codes=(500,))), clock)
+    tracker = make_tracker(tmp_path, app, clock)
+    ids = [f"r{i}" for i in range(7)]
+    submit_job(tracker, write_input(tmp_path / "in.jsonl", ids), EMBEDDINGS)
+    _run_to_rest(tracker, clock)
+
+    retried = retry_items(tracker, limits=Limits(max_requests=3))
+
+    sent = [_input_ids(app, b.batch_id) for b in retried.batches]
+    assert sent == [["r0", "r1", "r2"], ["r3", "r4", "r5"], ["r6"]]
+    assert all(e.state is ItemState.PENDING for e in tracker.store.iter_ledger())
+    assert retry_items(tracker).batches == []

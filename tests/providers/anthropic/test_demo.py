@@ -51,3 +51,31 @@ def test_the_anthropic_rehearsal_ends_every_batch_as_scripted(tmp_path: Path) ->
     assert failed and all(c.endswith("-fail-400") for c in failed)
     assert all(e.attempts == 1 for e in entries if e.state is ItemState.FAILED)
     assert {e.state for e in entries} == {ItemState.SUCCEEDED, ItemState.FAILED}
+
+
+@pytest.mark.parametrize(
+    ("provider", "shown", "not_shown"),
+    [
+        ("anthropic", ["export ANTHROPIC_API_KEY=", "--provider anthropic"], ["OPENAI_API_KEY"]),
+        ("openai", ["export OPENAI_API_KEY=", "--endpoint /v1/chat/completions"], ["ANTHROPIC"]),
+    ],
+)
+def test_the_closing_hint_names_the_api_the_demo_rehearsed(
+    tmp_path: Path, provider: str, shown: list[str], not_shown: list[str]
+) -> None:
+    from batchfsm.demo.report import BatchOutcome, DemoReport, print_summary
+
+    batch = BatchOutcome(
+        batch_id="msgbatch_1", job_id="demo-completes", fate="completes",
+        expected_state="completed", state="completed", path=("in_progress", "completed"),
+        succeeded=3, retry=0, failed=0, results=None, parent_batch_id=None,
+    )  # fmt: skip
+    report = DemoReport(
+        out=tmp_path, done=True, cycles=2, batches=[batch], cancelled=[],
+        waiting_for_retry=0, provider=provider,
+    )  # fmt: skip
+    text = io.StringIO()
+    print_summary(report, text)
+    hint = text.getvalue().split("The same commands against the real API:")[1]
+    assert all(s in hint for s in shown), hint
+    assert not any(s in hint for s in not_shown), hint
