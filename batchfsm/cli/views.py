@@ -29,7 +29,10 @@ JSON, so a shape is changed (and reviewed) here alone::
     batchfsm items --json    {"items": [{"job_id", "custom_id", "state", "attempts",
                                          "batches": [...], "last_error":
                                          {"code", "message", "category", "at",
-                                          "repeats"} | null}]}
+                                          "repeats"} | null, "usage": {"model",
+                                         "input_tokens", "cached_tokens",
+                                         "cache_write_tokens", "output_tokens",
+                                         "reasoning_tokens"} | null}]}
                              with --limit, also "next_after": what --after takes for
                              the next page, or null when nothing follows
     batchfsm cancel --json   <record>

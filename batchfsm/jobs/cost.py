@@ -152,14 +152,13 @@ class ModelCost:
 
     @property
     def source(self) -> str | None:
-        used = [
-            n for n, k in (("lines", self.line_batches), ("batch", self.from_batch.batches)) if k
-        ]
-        return "+".join(used) or None
+        """Where the figures came from: ``lines``, ``batch``, both, or None (nowhere yet)."""
+        counts = {"lines": self.line_batches, "batch": self.from_batch.batches}
+        return "+".join(name for name, batches in counts.items() if batches) or None
 
     def add(self, batch: BatchCost) -> None:
-        self.cost_usd = None if self.cost_usd is None or batch.cost_usd is None else (
-            self.cost_usd + batch.cost_usd)  # fmt: skip
+        if self.cost_usd is not None:  # one unpriced part leaves the sum unknown
+            self.cost_usd = None if batch.cost_usd is None else self.cost_usd + batch.cost_usd
         if batch.source == "lines":
             self.line_batches += 1
             self.from_lines.merge(batch.lines)

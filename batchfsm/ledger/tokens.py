@@ -136,7 +136,7 @@ def count_request(body: dict[str, Any], endpoint: str) -> int:
     model = body.get("model")
     count = _counter(model if isinstance(model, str) else None)
     endpoint = endpoint.removeprefix("/v1")
-    if endpoint == "/chat/completions":
+    if endpoint in ("/chat/completions", "/messages"):  # an OpenAI chat line sent to Anthropic
         return _messages(body.get("messages"), count) + REPLY_OVERHEAD
     if endpoint == "/responses":
         total = _text_or_messages(body.get("input"), count)

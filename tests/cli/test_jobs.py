@@ -87,4 +87,5 @@ def test_item_json_never_includes_the_request_line() -> None:
             "at": None,
             "repeats": 1,
         },
+        "usage": None,
     }

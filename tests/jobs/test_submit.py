@@ -326,3 +326,23 @@ def test_reconcile_reads_the_batch_list_only_back_to_the_oldest_open_intent(
     assert len(report.adopted) == 1
     assert app.stats.count("GET /v1/batches") == 1  # one page, not the whole history
     assert app.stats.count(BATCHES_ROUTE) == 151  # and no duplicate
+
+
+def test_submit_says_what_each_chunk_is_doing_for_a_display(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    tracker = make_tracker(tmp_path, sandbox(clock=clock), clock)
+    notes: list[str] = []
+
+    submit_job(
+        tracker,
+        write_input(tmp_path / "in.jsonl", [f"r{i}" for i in range(5)]),
+        EMBEDDINGS,
+        limits=Limits(max_requests=2),
+        progress=notes.append,
+    )
+
+    assert notes == [
+        "chunk 1 of 3: 2 requests: claiming in the ledger, then uploading",
+        "chunk 2 of 3: 2 requests: claiming in the ledger, then uploading",
+        "chunk 3 of 3: 1 request: claiming in the ledger, then uploading",
+    ]

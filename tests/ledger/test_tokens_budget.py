@@ -124,3 +124,18 @@ def test_an_anthropic_line_is_counted_from_its_params() -> None:
     counted = count_line(bare, "/v1/messages")
     assert counted >= len(text.encode()) // 3
     assert count_line(with_system, "/v1/messages") > counted
+
+
+def test_an_openai_chat_line_sent_to_anthropic_counts_like_its_anthropic_twin() -> None:
+    """``submit --provider anthropic`` takes OpenAI chat lines too (converted on the way):
+    such a line must not count as free either."""
+    text = "Summarise the quarterly report in three sentences, please."
+    messages = [{"role": "user", "content": text}]
+    chat = orjson.dumps(
+        {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "claude-x", "max_tokens": 64, "messages": messages}}
+    )  # fmt: skip
+    anthropic = orjson.dumps(
+        {"custom_id": "a", "params": {"model": "claude-x", "max_tokens": 64, "messages": messages}}
+    )
+    assert count_line(chat, "/v1/messages") == count_line(anthropic, "/v1/messages") > 0
