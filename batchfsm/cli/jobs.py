@@ -244,7 +244,7 @@ def run_submit(args: argparse.Namespace) -> int:
             job_id=args.job_id,
             limits=limits_for(runtime.settings, args.max_requests),
             max_cost=args.max_cost,
-            progress=lambda text: activity.show(text),  # the spinner's line, if any
+            progress=activity.show,  # the spinner's line (set as the spinner started)
         )
         data = submit_json(runtime.store, result)
         held = held_intents(runtime, job_id=result.job.job_id, open_ids=result.open_intents)

@@ -71,8 +71,6 @@ def test_a_writer_holding_the_entry_from_before_loses_its_race(store: JobStore) 
 def test_stale_known_entries_are_read_again_not_trusted(store: JobStore) -> None:
     (first,) = store.save_ledger([claimed("a", "intent_1")])
     store.save_ledger([first.model_copy(update={"attempts": 1})])  # someone moved it on
-    store.append_batch(
-        "job-1", ["a"], intent_id="intent_1", batch_id="batch_1", known={"a": first}
-    )
+    store.append_batch("job-1", ["a"], intent_id="intent_1", batch_id="batch_1", known={"a": first})
     entry = store.get_ledger("job-1", ["a"])["a"]
     assert entry.batches == ("batch_1",) and entry.attempts == 1
