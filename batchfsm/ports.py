@@ -41,7 +41,13 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from batchfsm.fsm.models import BatchRecord, BatchSnapshot, HistoryEntry
     from batchfsm.ledger.budget import TokenBudget
-    from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry, SubmitIntent
+    from batchfsm.ledger.records import (
+        IntentState,
+        ItemState,
+        JobRecord,
+        LedgerEntry,
+        SubmitIntent,
+    )
 
 
 @runtime_checkable
@@ -155,6 +161,10 @@ class JobStore(Protocol):
     ) -> list[SubmitIntent]:
         """Intents (of one job); ``open_only``: state ``planned`` or ``uploaded``."""
 
+    def intent_states(self, job_id: str) -> dict[str, IntentState]:
+        """Each intent of the job by id, with its state, without decoding the intents
+        (together they list every custom_id of the job: a million for a big one)."""
+
     # -- ledger ----------------------------------------------------------------------------
     def save_ledger(self, entries: Sequence[LedgerEntry]) -> list[LedgerEntry]:
         """Insert (version 0) or update (conditional on version) every entry; returns
@@ -183,8 +193,10 @@ class JobStore(Protocol):
         *,
         batch_id: str | None = None,
         state: ItemState | None = None,
+        after: tuple[str, str] | None = None,
     ) -> Iterator[LedgerEntry]:
-        """Ledger entries matching every filter given, ordered by (job_id, custom_id)."""
+        """Ledger entries matching every filter given, ordered by (job_id, custom_id),
+        strictly after the ``(job_id, custom_id)`` key ``after`` when given."""
 
     def count_ledger(self, job_id: str | None = None) -> dict[ItemState, int]:
         """How many entries are in each state."""

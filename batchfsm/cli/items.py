@@ -37,7 +37,6 @@ from batchfsm.cli.store import add_json_option, add_store_option, open_existing
 from batchfsm.cli.views import item_json
 from batchfsm.errors import ConfigError
 from batchfsm.ledger.records import ItemState, LedgerEntry
-from batchfsm.persistence.base import BaseJobStore
 
 if TYPE_CHECKING:
     from batchfsm.ports import JobStore
@@ -157,12 +156,7 @@ def _entries(
     store: JobStore, args: argparse.Namespace, after: tuple[str, str] | None
 ) -> Iterator[LedgerEntry]:
     state = ItemState(args.state) if args.state else None
-    if isinstance(store, BaseJobStore):  # every store: it starts at ``after`` (a seek)
-        return store.iter_ledger(args.job, batch_id=args.batch, state=state, after=after)
-    entries = store.iter_ledger(args.job, batch_id=args.batch, state=state)
-    if after is None:
-        return entries
-    return (e for e in entries if (e.job_id, e.custom_id) > after)
+    return store.iter_ledger(args.job, batch_id=args.batch, state=state, after=after)
 
 
 def _export(page: _Page, path: Path) -> None:

@@ -92,6 +92,22 @@ def line_model(line: str) -> str | None:
 
 
 @dataclass
+class _Group:
+    """One batch's worth of queued requests: their ids in order, the batches they last
+    ran in (parents of the new one) and their input tokens."""
+
+    ids: list[str] = field(default_factory=list)
+    parents: dict[str, None] = field(default_factory=dict)
+    tokens: int = 0
+
+    def add(self, entry: LedgerEntry, tokens: int) -> None:
+        self.ids.append(entry.custom_id)
+        if entry.batches:
+            self.parents[entry.batches[-1]] = None
+        self.tokens += tokens
+
+
+@dataclass
 class Admission:
     """Admission for one tracker's store; see the module docstring."""
 
@@ -235,10 +251,10 @@ class Admission:
         store = self.tracker.store
         limit = self.limit_for(model)
         budget = store.load_budget(model) if model is not None and limit is not None else None
-        for group, tokens in self._groups(job, budget, limit):
-            if not group:
+        for group in self._groups(job, budget, limit):
+            if not group.ids:
                 return False
-            reserved, record = self._send(job, model, limit, group, tokens)
+            reserved, record = self._send(job, model, limit, group)
             if not reserved:
                 return False
             if record is not None:
@@ -249,55 +265,51 @@ class Admission:
 
     def _groups(
         self, job: JobRecord, budget: TokenBudget | None, limit: int | None
-    ) -> Iterator[tuple[list[LedgerEntry], int]]:
+    ) -> Iterator[_Group]:
         """Batches of queued entries in order: each within the per-batch limits and
-        the room left; an empty group means the next entry does not fit."""
+        the room left; an empty group means the next entry does not fit. A group keeps
+        ids, not entries: the claim reads them again, and a batch of 50,000 decoded
+        entries is the largest thing a cycle would otherwise hold."""
         caps = self.batch_limits
-        group: list[LedgerEntry] = []
-        size = tokens = inputs = 0
+        group = _Group()
+        size = inputs = 0
         held = budget.used if budget is not None else 0
         for entry in self.tracker.store.iter_ledger(job.job_id, state=ItemState.QUEUED):
             need = _tokens(entry, job.endpoint)
             lines = _inputs(entry, job.endpoint)
             room = None
             if budget is not None and limit is not None:
-                room = budget.effective(limit) - held - tokens
+                room = budget.effective(limit) - held - group.tokens
             full = (
-                len(group) >= caps.max_requests
+                len(group.ids) >= caps.max_requests
                 or size + len(entry.line) + 1 > caps.max_bytes
                 or inputs + lines > caps.max_embedding_inputs
             )
-            fits = room is None or need <= room or (held == 0 and not group)
-            if group and (full or not fits):
-                yield group, tokens
-                held += tokens
-                group, size, tokens, inputs = [], 0, 0, 0
+            fits = room is None or need <= room or (held == 0 and not group.ids)
+            if group.ids and (full or not fits):
+                yield group
+                held += group.tokens
+                group, size, inputs = _Group(), 0, 0
                 room = None if budget is None or limit is None else budget.effective(limit) - held
                 fits = room is None or need <= room or held == 0
             if not fits:
-                yield [], 0
+                yield _Group()
                 return
-            group.append(entry)
-            size, tokens, inputs = size + len(entry.line) + 1, tokens + need, inputs + lines
-        if group:
-            yield group, tokens
+            group.add(entry, need)
+            size, inputs = size + len(entry.line) + 1, inputs + lines
+        if group.ids:
+            yield group
 
     def _send(
-        self,
-        job: JobRecord,
-        model: str | None,
-        limit: int | None,
-        group: list[LedgerEntry],
-        tokens: int,
+        self, job: JobRecord, model: str | None, limit: int | None, group: _Group
     ) -> tuple[bool, BatchRecord | None]:
         """Plan, reserve, claim, launch: (whether the tokens were reserved, the batch
         created). Not reserved: a rival took the room first."""
         intents = Intents.of(self.tracker)
-        parents = [e.batches[-1] for e in group if e.batches]
-        intent = intents.plan(job.job_id, [e.custom_id for e in group], parent_batch_ids=parents)
+        intent = intents.plan(job.job_id, group.ids, parent_batch_ids=group.parents)
         if model is not None and limit is not None:
             key = f"{job.job_id}/{intent.intent_id}"
-            if not self._reserve(model, limit, key, tokens):
+            if not self._reserve(model, limit, key, group.tokens):
                 intents.close(intent, state=IntentState.ABANDONED)
                 return False, None
         intent = claim_items(self.tracker.store, intent, _claim_queued)

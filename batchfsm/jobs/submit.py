@@ -28,7 +28,6 @@ import orjson
 from batchfsm.errors import DuplicateJobError, InputFileError
 from batchfsm.fsm.models import BatchRecord
 from batchfsm.jobs.admission import Admission, line_model
-from batchfsm.jobs.claims import closed_intents
 from batchfsm.jobs.cost import check_max_cost, load_prices
 from batchfsm.jobs.gc_pause import gc_paused
 from batchfsm.jobs.input_file import (
@@ -42,7 +41,7 @@ from batchfsm.jobs.input_file import (
 from batchfsm.jobs.intents import Intents
 from batchfsm.jobs.metadata import check_metadata
 from batchfsm.jobs.reconcile import reconcile_intents
-from batchfsm.ledger.records import ItemState, JobRecord, LedgerEntry
+from batchfsm.ledger.records import CLOSED_INTENT_STATES, ItemState, JobRecord, LedgerEntry
 from batchfsm.persistence.ledger_writer import Change, update_ledger
 from batchfsm.persistence.sinks import unsafe_name
 
@@ -177,7 +176,7 @@ class _Sending:
         launched: list[str] = []
         queued = False
         for chunk in chunks:
-            closed = set(closed_intents(store, job_id))
+            closed = _closed(store, job_id)
             todo, known = _uncovered(store, job_id, chunk, open_ids, closed, resumed=self.resumed)
             if not todo:
                 continue
@@ -235,6 +234,11 @@ def _open_job(tracker: Tracker, job: JobRecord) -> tuple[JobRecord, bool]:
             path=job.source,
         )
     return existing, True
+
+
+def _closed(store: JobStore, job_id: str) -> set[str]:
+    """Ids of the job's intents that ended (read once a chunk, without decoding them)."""
+    return {i for i, state in store.intent_states(job_id).items() if state in CLOSED_INTENT_STATES}
 
 
 def _is_free(entry: LedgerEntry | None, closed: set[str]) -> bool:

@@ -18,6 +18,7 @@ from batchfsm.errors import JobNotFoundError, StoreError
 from batchfsm.fsm.models import BatchRecord, HistoryEntry
 from batchfsm.ledger.records import (
     OPEN_INTENT_STATES,
+    IntentState,
     ItemState,
     JobRecord,
     LedgerEntry,
@@ -275,6 +276,15 @@ class BaseJobStore(BatchAdoption, TokenBudgets, WebhookReceipts, ABC):
             for i in items
             if (job_id is None or i.job_id == job_id) and (states is None or i.state in states)
         ]
+
+    def intent_states(self, job_id: str) -> dict[str, IntentState]:
+        """Each intent of the job by id, with its state, read off the stored items
+        without decoding them (see :class:`~batchfsm.ports.JobStore`)."""
+        return {
+            i.intent_id: IntentState(i.state)
+            for i in self._scan_intents(job_id=job_id, states=None)
+            if i.job_id == job_id
+        }
 
     # -- ledger --------------------------------------------------------------------------
     def save_ledger(self, entries: Sequence[LedgerEntry]) -> list[LedgerEntry]:

@@ -90,6 +90,7 @@ def test_submit_split_poll_until_done_with_failures_and_items_filters(env: Env) 
         "attempts",
         "batches",
         "last_error",
+        "usage",
     }
     by_state: dict[str, set[str]] = {}
     for cid, item in items.items():

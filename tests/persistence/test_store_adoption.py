@@ -74,3 +74,27 @@ def test_stale_known_entries_are_read_again_not_trusted(store: JobStore) -> None
     store.append_batch("job-1", ["a"], intent_id="intent_1", batch_id="batch_1", known={"a": first})
     entry = store.get_ledger("job-1", ["a"])["a"]
     assert entry.batches == ("batch_1",) and entry.attempts == 1
+
+
+def test_intent_states_name_every_intent_of_the_job_and_only_its(store: JobStore) -> None:
+    from datetime import UTC, datetime
+
+    from batchfsm.ledger.records import IntentState, SubmitIntent
+
+    def intent(intent_id: str, job_id: str) -> SubmitIntent:
+        return SubmitIntent(
+            intent_id=intent_id,
+            job_id=job_id,
+            created_at=datetime(2026, 3, 1, tzinfo=UTC),
+            custom_ids=tuple(f"r{n}" for n in range(1_000)),
+        )
+
+    planned = store.save_intent(intent("intent_a", "job-1"))
+    store.save_intent(planned.model_copy(update={"state": IntentState.CREATED}))
+    store.save_intent(intent("intent_b", "job-1"))
+    store.save_intent(intent("intent_c", "job-2"))
+    assert store.intent_states("job-1") == {
+        "intent_a": IntentState.CREATED,
+        "intent_b": IntentState.PLANNED,
+    }
+    assert store.intent_states("job-3") == {}
