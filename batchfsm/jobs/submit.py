@@ -28,6 +28,7 @@ import orjson
 from batchfsm.errors import DuplicateJobError, InputFileError
 from batchfsm.fsm.models import BatchRecord
 from batchfsm.jobs.admission import Admission, line_model
+from batchfsm.jobs.claims import claim_owned
 from batchfsm.jobs.cost import check_max_cost, load_prices
 from batchfsm.jobs.gc_pause import gc_paused
 from batchfsm.jobs.input_file import (
@@ -41,7 +42,14 @@ from batchfsm.jobs.input_file import (
 from batchfsm.jobs.intents import Intents
 from batchfsm.jobs.metadata import check_metadata
 from batchfsm.jobs.reconcile import reconcile_intents
-from batchfsm.ledger.records import CLOSED_INTENT_STATES, ItemState, JobRecord, LedgerEntry
+from batchfsm.ledger.records import (
+    CLOSED_INTENT_STATES,
+    ItemState,
+    JobRecord,
+    LedgerEntry,
+    NewClaim,
+)
+from batchfsm.ledger.tokens import total_tokens
 from batchfsm.persistence.ledger_writer import Change, update_ledger
 from batchfsm.persistence.sinks import unsafe_name
 
@@ -190,13 +198,31 @@ class _Sending:
                 queued = True
                 continue
             self.note(f"{where}: claiming in the ledger, then uploading")
-            record = self.intents.send(self.job, ids, claim, known=known)
+            record = self._send(todo, claim, known)
             if record is not None:
                 launched.append(record.batch_id)
         if queued:  # send what fits now; the poller sends the rest as batches end
             self.note("sending what the token budget admits")
             launched.extend(r.batch_id for r in self.admission.cycle().launched)
         return launched
+
+    def _send(
+        self, todo: list[RequestLine], claim: Change, known: dict[str, LedgerEntry]
+    ) -> BatchRecord | None:
+        """One chunk as one intent. A fresh job's requests have no entries yet, so they
+        are claimed by one all-or-none insert and sent from the lines in hand; if that
+        insert finds one taken (a racing submit of the same job) or the store cannot
+        insert all or none, the general claim decides entry by entry."""
+        ids = [r.custom_id for r in todo]
+        if self.resumed:
+            return self.intents.send(self.job, ids, claim, known=known)
+        intent = self.intents.plan(self.job.job_id, ids)
+        claims = [NewClaim(r.custom_id, r.text, r.input_tokens) for r in todo]
+        if self.tracker.store.insert_claimed(self.job.job_id, intent.intent_id, claims):
+            tokens = total_tokens(r.input_tokens for r in todo)
+            return self.intents.launch_claimed(self.job, intent, [r.text for r in todo], tokens)
+        intent, owned = claim_owned(self.tracker.store, intent, claim, known=None)
+        return self.intents.launch(self.job, intent, owned=owned)
 
 
 def _uncovered(

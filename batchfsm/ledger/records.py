@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from batchfsm.ledger.usage import LineUsage
+
+_set = object.__setattr__
+_new = object.__new__
 
 
 class _Record(BaseModel):
@@ -26,17 +29,26 @@ class _Record(BaseModel):
         the update is not validated."""
         if deep or not update:
             return super().model_copy(update=update, deep=deep)
-        cls = type(self)
-        new = cls.__new__(cls)
+        new = _new(type(self))
         values = self.__dict__.copy()
         values.update(update)
-        object.__setattr__(new, "__dict__", values)
-        object.__setattr__(
-            new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | update.keys()
-        )
-        object.__setattr__(new, "__pydantic_extra__", None)
-        object.__setattr__(new, "__pydantic_private__", None)
+        fields_set = self.__pydantic_fields_set__
+        if not fields_set.issuperset(update):  # shared when unchanged: it is never mutated
+            fields_set = fields_set | update.keys()
+        _set(new, "__dict__", values)
+        _set(new, "__pydantic_fields_set__", fields_set)
+        _set(new, "__pydantic_extra__", None)
+        _set(new, "__pydantic_private__", None)
         return new
+
+
+class NewClaim(NamedTuple):
+    """One request of a fresh job, as its first ledger entry will hold it
+    (:meth:`batchfsm.ports.JobStore.insert_claimed`)."""
+
+    custom_id: str
+    line: str
+    input_tokens: int | None
 
 
 class JobRecord(_Record):

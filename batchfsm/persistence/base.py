@@ -26,6 +26,7 @@ from batchfsm.ledger.records import (
 )
 from batchfsm.persistence.adoption import BatchAdoption
 from batchfsm.persistence.budgets import TokenBudgets
+from batchfsm.persistence.claiming import BulkClaims
 from batchfsm.persistence.items import (
     BatchItem,
     IntentItem,
@@ -59,7 +60,7 @@ LEDGER_PAGE = 500
 """How many ledger entries one ``_scan_ledger`` call returns while iterating."""
 
 
-class BaseJobStore(BatchAdoption, TokenBudgets, WebhookReceipts, ABC):
+class BaseJobStore(BatchAdoption, BulkClaims, TokenBudgets, WebhookReceipts, ABC):
     """Everything a backend shares, written once (template method).
 
     This class maps records to stored items (pydantic JSON) and back, applies the

@@ -31,7 +31,7 @@ from batchfsm.jobs.metadata import (
 from batchfsm.jobs.reconcile import reconcile_intents
 from batchfsm.jobs.retry import Backoff
 from batchfsm.jobs.submit import submit_job
-from batchfsm.ledger.records import ErrorCategory, IntentState, ItemState
+from batchfsm.ledger.records import ErrorCategory, IntentState, ItemState, LedgerEntry, NewClaim
 from batchfsm.persistence.sqlite.store import SQLiteJobStore
 from batchfsm.poller import Poller
 from batchfsm.ports import FrozenClock
@@ -346,3 +346,35 @@ def test_submit_says_what_each_chunk_is_doing_for_a_display(tmp_path: Path) -> N
         "chunk 2 of 3: 2 requests: claiming in the ledger, then uploading",
         "chunk 3 of 3: 1 request: claiming in the ledger, then uploading",
     ]
+
+
+class RivalClaimsFirst(SQLiteJobStore):
+    """A racing submit of the same job claims request ``a`` for its own (still open)
+    intent just before this submit's one-insert claim of the chunk."""
+
+    def insert_claimed(self, job_id: str, intent_id: str, claims: Sequence[NewClaim]) -> bool:
+        first = claims[0]
+        self.save_ledger(
+            [LedgerEntry(job_id=job_id, custom_id=first.custom_id, line=first.line,
+                         intent_id="intent_rival")]
+        )  # fmt: skip
+        return super().insert_claimed(job_id, intent_id, claims)
+
+
+def test_a_fresh_submit_that_finds_a_request_claimed_sends_only_the_rest(
+    tmp_path: Path,
+) -> None:
+    clock = FrozenClock()
+    app = sandbox(clock=clock)
+    store = RivalClaimsFirst(tmp_path / "store.db")
+    tracker = make_tracker(tmp_path, app, clock, store=store)
+
+    result = submit_job(tracker, write_input(tmp_path / "in.jsonl", ["a", "b", "c"]), EMBEDDINGS)
+
+    (batch,) = result.batches
+    assert batch.items == 2  # the rival's request is the rival's to send
+    entries = {e.custom_id: e for e in store.iter_ledger(result.job.job_id)}
+    assert entries["a"].intent_id == "intent_rival" and entries["a"].batches == ()
+    assert entries["b"].batches == entries["c"].batches == (batch.batch_id,)
+    (intent,) = [i for i in store.list_intents(result.job.job_id) if i.batch_id]
+    assert intent.custom_ids == ("b", "c")

@@ -98,3 +98,32 @@ def test_intent_states_name_every_intent_of_the_job_and_only_its(store: JobStore
         "intent_b": IntentState.PLANNED,
     }
     assert store.intent_states("job-3") == {}
+
+
+def test_a_fresh_jobs_claims_are_inserted_all_or_none(store: JobStore) -> None:
+    from batchfsm.ledger.records import NewClaim
+
+    claims = [NewClaim("a", '{"custom_id": "a"}', 7), NewClaim("b", '{"custom_id": "b"}', None)]
+    inserted = store.insert_claimed("job-1", "intent_1", claims)
+    entries = store.get_ledger("job-1", ["a", "b"])
+    if not store.ledger_group_atomic:  # DynamoDB: it cannot promise all or none
+        assert inserted is False and entries == {}
+        return
+    assert inserted is True
+    # The very entries a claim through the models would have written, at version 1.
+    assert entries == {
+        c.custom_id: LedgerEntry(
+            job_id="job-1",
+            custom_id=c.custom_id,
+            line=c.line,
+            input_tokens=c.input_tokens,
+            intent_id="intent_1",
+            version=1,
+        )
+        for c in claims
+    }
+    # One request already has an entry (a racing submit claimed it): nothing is written.
+    again = [NewClaim("c", '{"custom_id": "c"}', 1), NewClaim("a", "other", 1)]
+    assert store.insert_claimed("job-1", "intent_2", again) is False
+    assert set(store.get_ledger("job-1", ["a", "b", "c"])) == {"a", "b"}
+    assert store.get_ledger("job-1", ["a"])["a"].intent_id == "intent_1"

@@ -41,6 +41,7 @@ from batchfsm.persistence.base import (
 )
 from batchfsm.persistence.sqlite.adoption import SQLiteAdoption
 from batchfsm.persistence.sqlite.budgets import SQLiteBudgets
+from batchfsm.persistence.sqlite.claiming import SQLiteClaims
 from batchfsm.persistence.sqlite.files import ensure_file
 from batchfsm.persistence.sqlite.ledger import count_ledger, get_ledger, put_ledger, scan_ledger
 from batchfsm.persistence.sqlite.receipts import SQLiteReceipts
@@ -56,7 +57,7 @@ MEMORY = ":memory:"
 _BATCH_COLUMNS = "batch_id, job_id, state, version, needs_attention, data"
 
 
-class SQLiteJobStore(SQLiteAdoption, SQLiteBudgets, SQLiteReceipts, BaseJobStore):
+class SQLiteJobStore(SQLiteAdoption, SQLiteClaims, SQLiteBudgets, SQLiteReceipts, BaseJobStore):
     """A store in one SQLite file (or ``":memory:"``), created and migrated on first use.
 
     :param path: the database file; its directory is created if missing.
