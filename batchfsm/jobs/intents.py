@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,6 +55,7 @@ from batchfsm.ledger.records import (
     ItemError,
     JobRecord,
     LedgerEntry,
+    NewClaim,
     SubmitIntent,
 )
 from batchfsm.ledger.tokens import total_tokens
@@ -182,11 +183,13 @@ class Intents:
         return self._send(job, intent, lines, tokens, owned=owned)
 
     def launch_claimed(
-        self, job: JobRecord, intent: SubmitIntent, lines: list[str], tokens: int | None
+        self, job: JobRecord, intent: SubmitIntent, claims: Sequence[NewClaim]
     ) -> BatchRecord | None:
         """:meth:`launch` for an intent whose every entry was just inserted claimed by
         it (:meth:`~batchfsm.persistence.claiming.BulkClaims.insert_claimed` answered
-        True): the caller holds the lines, so nothing is read back."""
+        True): sent from the claims in hand, nothing read back."""
+        lines = [claim.line for claim in claims]
+        tokens = total_tokens(claim.input_tokens for claim in claims)
         return self._send(job, intent, lines, tokens, owned=None)
 
     def _send(

@@ -49,7 +49,6 @@ from batchfsm.ledger.records import (
     LedgerEntry,
     NewClaim,
 )
-from batchfsm.ledger.tokens import total_tokens
 from batchfsm.persistence.ledger_writer import Change, update_ledger
 from batchfsm.persistence.sinks import unsafe_name
 
@@ -219,8 +218,7 @@ class _Sending:
         intent = self.intents.plan(self.job.job_id, ids)
         claims = [NewClaim(r.custom_id, r.text, r.input_tokens) for r in todo]
         if self.tracker.store.insert_claimed(self.job.job_id, intent.intent_id, claims):
-            tokens = total_tokens(r.input_tokens for r in todo)
-            return self.intents.launch_claimed(self.job, intent, [r.text for r in todo], tokens)
+            return self.intents.launch_claimed(self.job, intent, claims)
         intent, owned = claim_owned(self.tracker.store, intent, claim, known=None)
         return self.intents.launch(self.job, intent, owned=owned)
 
