@@ -12,7 +12,7 @@ upload, create, adoption). Best of ``--repeat`` each, alternating.
 
 Usage::
 
-    .venv/bin/python bench/bench_submit.py [--lines 10000,50000] [--repeat 2]
+    .venv/bin/python bench/bench_submit.py [--lines 10000,50000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def ours(path: Path, base_url: str, work: Path, *, job: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", default="10000,50000")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, running_sandbox() as sandbox:
         work = Path(tmp)

@@ -103,6 +103,7 @@ def _encoder(encoding: str) -> Callable[[str], int] | None:
     return count
 
 
+@functools.lru_cache(maxsize=256)  # a file names one model; a big one, 50,000 times
 def _counter(model: str | None) -> Callable[[str], int]:
     encoding = encoding_for(model)
     exact = _encoder(encoding) if encoding is not None else None
