@@ -99,10 +99,12 @@ def build_runtime(
     key and a project set, the runtime's ``settings.queue_limits`` also hold the
     project's batch queue limits (:mod:`batchfsm.providers.queue_limits`).
     """
-    from batchfsm.providers.queue_limits import with_api_queue_limits
+    settings = settings or Settings.from_env()
+    if settings.admin_key is not None:  # imported only then: every cold start pays it
+        from batchfsm.providers.queue_limits import with_api_queue_limits
 
-    # With an admin key and a project: the project's queue limits too, read when needed.
-    settings = with_api_queue_limits(settings or Settings.from_env())
+        # The project's queue limits too, read when needed.
+        settings = with_api_queue_limits(settings)
     if handlers is None:
         from batchfsm.handlers import default_registry
 
