@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from batchfsm.cli.output import (
     is_terminal,
     plural,
+    positive_int,
     print_json_list,
     print_line,
     print_long_table,
@@ -64,7 +65,7 @@ def add_parser(subparsers: Any) -> None:
         help="only requests in this state",
     )  # fmt: skip
     items.add_argument(
-        "--limit", type=_positive_int, default=None, metavar="N",
+        "--limit", type=positive_int, default=None, metavar="N",
         help="at most N requests; when more follow, the command for the next page is "
         f"printed on stderr (a table on a terminal stops at {TERMINAL_ROWS:,} unless "
         "this says otherwise)",
@@ -82,16 +83,6 @@ def add_parser(subparsers: Any) -> None:
     add_json_option(items)
     add_store_option(items)
     items.set_defaults(func=run_items)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
-    return value
 
 
 class _Page:

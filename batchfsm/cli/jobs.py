@@ -21,7 +21,7 @@ from typing import Any
 
 from batchfsm.cli.budget_options import add_budget_options
 from batchfsm.cli.metrics import add_metrics_port
-from batchfsm.cli.output import plural, print_json, print_line, print_table
+from batchfsm.cli.output import plural, positive_int, print_json, print_line, print_table
 from batchfsm.cli.provider import add_provider_option
 from batchfsm.cli.store import add_store_option
 from batchfsm.cli.views import (
@@ -58,16 +58,6 @@ def _endpoint(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
-    return value
-
-
 def add_parsers(subparsers: Any) -> None:
     for add in (_add_submit, _add_poll, _add_retry, _add_cancel):
         add(subparsers)
@@ -85,7 +75,7 @@ def _add_submit(subparsers: Any) -> None:
     )  # fmt: skip
     submit.add_argument(
         "--max-attempts",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="executions per request before it is failed (default 3)",
     )
@@ -189,7 +179,7 @@ def _add_cancel(subparsers: Any) -> None:
 
 def _max_requests_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--max-requests", type=_positive_int, default=None, metavar="N",
+        "--max-requests", type=positive_int, default=None, metavar="N",
         help="at most N requests per batch (default and maximum: the provider's, 50,000 "
         "on OpenAI); smaller batches finish sooner",
     )  # fmt: skip

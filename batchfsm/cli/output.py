@@ -27,6 +27,7 @@ __all__ = [
     "console",
     "is_terminal",
     "plural",
+    "positive_int",
     "print_json",
     "print_json_list",
     "print_line",
@@ -209,3 +210,16 @@ def _print_rows(
         file.write(line(["" if v is None else str(v) for v in row]) + "\n")
         count += 1
     return count
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts: a whole number of at least 1 (else exit 2)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return value

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from batchfsm.sandbox.api_errors import bad_request, unauthorized
+from batchfsm.sandbox.api_errors import page_size, unauthorized
 
 __all__ = ["ADMIN_KEY_PREFIX", "RATE_LIMITS_ROUTE", "check_admin_key", "rate_limits_page"]
 
@@ -59,15 +59,7 @@ def rate_limits_page(
 
     :raises SandboxAPIError: 400 for a ``limit`` that is not 1 to 100.
     """
-    raw = "100" if limit is None else limit
-    try:
-        size = int(raw)
-    except ValueError:
-        size = 0
-    if not 1 <= size <= 100:
-        raise bad_request(
-            f"Invalid 'limit': {raw!r}. Expected an integer from 1 to 100.", param="limit"
-        )
+    size = page_size("100" if limit is None else limit)
     rows = sorted(
         (_row(model, tokens) for model, tokens in limits.items() if model != ANY_MODEL),
         key=lambda row: str(row["id"]),

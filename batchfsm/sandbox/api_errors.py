@@ -15,6 +15,7 @@ __all__ = [
     "SandboxAPIError",
     "bad_request",
     "not_found",
+    "page_size",
     "rate_limited",
     "server_error",
     "unauthorized",
@@ -92,3 +93,19 @@ def server_error() -> SandboxAPIError:
         "(sandbox fault injection)",
         type="server_error",
     )
+
+
+def page_size(raw: str) -> int:
+    """A list endpoint's ``limit``, 1 to 100, as the API checks it.
+
+    :raises SandboxAPIError: 400 naming the bad value, as the API answers.
+    """
+    try:
+        size = int(raw)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= 100:
+        raise bad_request(
+            f"Invalid 'limit': {raw!r}. Expected an integer from 1 to 100.", param="limit"
+        )
+    return size

@@ -27,6 +27,7 @@ from batchfsm.sandbox.admin import RATE_LIMITS_ROUTE, check_admin_key, rate_limi
 from batchfsm.sandbox.api_errors import (
     SandboxAPIError,
     bad_request,
+    page_size,
     queue_full,
     rate_limited,
     server_error,
@@ -194,15 +195,7 @@ class SandboxApp:
     def _list_batches(
         self, request: Request, fault: Fault | None, args: dict[str, str]
     ) -> Response:
-        raw = request.args.get("limit", "20")
-        try:
-            limit = int(raw)
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 100:
-            raise bad_request(
-                f"Invalid 'limit': {raw!r}. Expected an integer from 1 to 100.", param="limit"
-            )
+        limit = page_size(request.args.get("limit", "20"))
         page = self.world.list_batches(
             after=request.args.get("after"), limit=limit, stale=fault == "stale_read"
         )

@@ -109,7 +109,7 @@ def test_requests_held_by_another_process_are_said_with_their_time_and_the_setti
 
         with monkeypatch.context() as elsewhere:
             elsewhere.setattr(socket, "gethostname", lambda: "other-host")
-            elsewhere.setattr(Intents, "launch", interrupted)
+            elsewhere.setattr(Intents, "_send", interrupted)  # claimed, not yet uploaded
             first = run.cli("submit", str(path), "--endpoint", "/v1/chat/completions")
         assert first.code == 130
         again = run.cli("submit", str(path), "--endpoint", "/v1/chat/completions")
@@ -135,7 +135,7 @@ def test_submit_json_still_says_what_is_held_on_stderr(
 
         with monkeypatch.context() as elsewhere:
             elsewhere.setattr(socket, "gethostname", lambda: "other-host")
-            elsewhere.setattr(Intents, "launch", interrupted)
+            elsewhere.setattr(Intents, "_send", interrupted)  # claimed, not yet uploaded
             run.cli("submit", str(path), "--endpoint", "/v1/chat/completions")
         again = run.cli("submit", str(path), "--endpoint", "/v1/chat/completions", "--json")
     assert json.loads(again.out)["open_intents"]
