@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import random
 import re
@@ -57,7 +56,7 @@ from batchfsm.errors import (
 from batchfsm.fsm.models import BatchSnapshot
 from batchfsm.ledger.records import QUEUE_FULL_CODE
 from batchfsm.providers import PROFILES, ProviderProfile
-from batchfsm.providers.retries import backoff_delay, call_with_retries
+from batchfsm.providers.retries import backoff_delay, call_with_retries, retry_after
 from batchfsm.providers.wire import list_all, upload_file
 
 __all__ = ["OpenAIGateway"]
@@ -276,7 +275,7 @@ class OpenAIGateway:
     def _delay(self, attempt: int, exc: Exception) -> float:
         return backoff_delay(
             attempt,
-            _retry_after(exc),
+            retry_after(exc),
             base=self.backoff_base,
             cap=self.backoff_cap,
             retry_after_cap=self.retry_after_cap,
@@ -302,24 +301,6 @@ def _retry_reason(exc: Exception, *, idempotent: bool) -> str | None:
         return None
     if isinstance(exc, httpx2.TransportError) and idempotent:
         return type(exc).__name__  # the connection broke while streaming a body
-    return None
-
-
-def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / divisor
-        except ValueError:
-            continue  # an HTTP date: fall back to our own backoff
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
     return None
 
 

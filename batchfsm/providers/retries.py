@@ -2,19 +2,20 @@
 
 Full-jitter exponential backoff (a delay drawn uniformly from ``[0, min(cap, base *
 2**(n-1))]``), or the server's ``Retry-After`` up to a cap, and a WARNING per retry.
-Which failures are worth another try, and how a server hint is read, are each SDK's
-own: the gateway passes them in. Translating the final failure into a
-:class:`~batchfsm.errors.GatewayError` stays with the gateway too.
+Which failures are worth another try is each SDK's own: the gateway passes it in; the
+server's hint (:func:`retry_after`) reads the same headers on both. Translating the
+final failure into a :class:`~batchfsm.errors.GatewayError` stays with the gateway.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["backoff_delay", "call_with_retries"]
+__all__ = ["backoff_delay", "call_with_retries", "retry_after"]
 
 T = TypeVar("T")
 
@@ -67,3 +68,22 @@ def call_with_retries(
             )
             sleep(pause)
             attempt += 1
+
+
+def retry_after(exc: Exception) -> float | None:
+    """The server's ``retry-after-ms`` / ``retry-after`` in seconds, if the failed
+    response carried one (both SDKs hang the ``httpx`` response on their errors)."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            continue  # an HTTP date: fall back to our own backoff
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    return None

@@ -11,7 +11,6 @@ scrubbed from every message kept.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from batchfsm.errors import (
     gateway_error_for,
 )
 
-__all__ = ["retry_after", "retry_reason", "scrub", "translate"]
+__all__ = ["retry_reason", "scrub", "translate"]
 
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*]{4,}")
 """Anthropic keys start ``sk-ant-``: any such text is masked, ours or not."""
@@ -49,24 +48,6 @@ def retry_reason(exc: Exception, *, idempotent: bool) -> str | None:
         return None
     if isinstance(exc, httpx2.TransportError) and idempotent:
         return type(exc).__name__  # the connection broke while streaming the results
-    return None
-
-
-def retry_after(exc: Exception) -> float | None:
-    """The server's ``retry-after-ms`` / ``retry-after`` in seconds, if it sent one."""
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    if headers is None:
-        return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / divisor
-        except ValueError:
-            continue  # an HTTP date: our own backoff instead
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
     return None
 
 

@@ -47,11 +47,11 @@ import orjson
 from batchfsm.errors import BatchNotFoundError, GatewayError, UndecodableSnapshotError
 from batchfsm.fsm.models import BatchSnapshot
 from batchfsm.fsm.wire import raw_answer
-from batchfsm.providers.anthropic.calls import retry_after, retry_reason, scrub, translate
+from batchfsm.providers.anthropic.calls import retry_reason, scrub, translate
 from batchfsm.providers.anthropic.mapping import ENDPOINT, read_anthropic, result_line
 from batchfsm.providers.anthropic.requests import RequestProblem, to_request
 from batchfsm.providers.profiles import PROFILES
-from batchfsm.providers.retries import backoff_delay, call_with_retries
+from batchfsm.providers.retries import backoff_delay, call_with_retries, retry_after
 
 if TYPE_CHECKING:
     import anthropic
