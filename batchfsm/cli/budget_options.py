@@ -7,14 +7,9 @@ from __future__ import annotations
 
 import argparse
 
+from batchfsm.cli.output import positive_int
+
 __all__ = ["add_budget_options"]
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _usd(text: str) -> float:
@@ -40,13 +35,13 @@ def add_budget_options(
         )  # fmt: skip
     if rounds:
         parser.add_argument(
-            "--max-rounds", type=_positive, default=None, metavar="N",
+            "--max-rounds", type=positive_int, default=None, metavar="N",
             help="batches a request may be sent in before it is failed with max_rounds "
             "(default 10 or $BATCHFSM_MAX_ROUNDS): expiring batches are not resent for ever",
         )  # fmt: skip
     if concurrency:
         parser.add_argument(
-            "--concurrency", type=_positive, default=None, metavar="N",
+            "--concurrency", type=positive_int, default=None, metavar="N",
             help="retrieves in flight at once per cycle (default 8 or "
             "$BATCHFSM_POLL_CONCURRENCY)",
         )  # fmt: skip
