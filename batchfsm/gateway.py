@@ -56,7 +56,7 @@ from batchfsm.errors import (
 from batchfsm.fsm.models import BatchSnapshot
 from batchfsm.ledger.records import QUEUE_FULL_CODE
 from batchfsm.providers import PROFILES, ProviderProfile
-from batchfsm.providers.retries import backoff_delay, call_with_retries, retry_after
+from batchfsm.providers.retries import Retrying
 from batchfsm.providers.wire import list_all, upload_file
 
 __all__ = ["OpenAIGateway"]
@@ -103,15 +103,15 @@ class OpenAIGateway:
         rng: random.Random | None = None,
         profile: ProviderProfile | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self._client = client.with_options(max_retries=0) if client.max_retries else client
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.retry_after_cap = retry_after_cap
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        self.retrying = Retrying(
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            retry_after_cap=retry_after_cap,
+            sleep=sleep,
+            rng=rng or random.Random(),
+        )
         self.profile = profile or PROFILES["openai"]
         # Sent only where the provider documents it: an unknown parameter may be refused.
         self.output_expires_after = output_expires_after if self.profile.output_expiry else None
@@ -251,6 +251,10 @@ class OpenAIGateway:
 
     # -- retries --------------------------------------------------------------------------
 
+    @property
+    def max_attempts(self) -> int:
+        return self.retrying.max_attempts
+
     def _call(
         self,
         operation: str,
@@ -261,26 +265,13 @@ class OpenAIGateway:
         idempotent: bool = True,
     ) -> T:
         with _translate(operation, subject, batch_id=batch_id, secret=self._secret):
-            return call_with_retries(
+            return self.retrying.call(
                 fn,
                 operation=operation,
                 subject=subject,
                 reason=functools.partial(_retry_reason, idempotent=idempotent),
-                delay=self._delay,
-                max_attempts=self.max_attempts,
-                sleep=self._sleep,
                 logger=log,
             )
-
-    def _delay(self, attempt: int, exc: Exception) -> float:
-        return backoff_delay(
-            attempt,
-            retry_after(exc),
-            base=self.backoff_base,
-            cap=self.backoff_cap,
-            retry_after_cap=self.retry_after_cap,
-            rng=self._rng,
-        )
 
 
 def _retry_reason(exc: Exception, *, idempotent: bool) -> str | None:

@@ -13,11 +13,62 @@ import logging
 import math
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["backoff_delay", "call_with_retries", "retry_after"]
+__all__ = ["Retrying", "backoff_delay", "call_with_retries", "retry_after"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """One gateway's retry settings and the loop that applies them: what the OpenAI
+    and the Anthropic gateway hold alike; which failures deserve another try is the
+    ``reason`` each passes in."""
+
+    max_attempts: int
+    backoff_base: float
+    backoff_cap: float
+    retry_after_cap: float
+    sleep: Callable[[float], object]
+    rng: random.Random
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        operation: str,
+        subject: str,
+        reason: Callable[[Exception], str | None],
+        logger: logging.Logger,
+    ) -> T:
+        """:func:`call_with_retries` with these settings."""
+        return call_with_retries(
+            fn,
+            operation=operation,
+            subject=subject,
+            reason=reason,
+            delay=self.delay,
+            max_attempts=self.max_attempts,
+            sleep=self.sleep,
+            logger=logger,
+        )
+
+    def delay(self, attempt: int, exc: Exception) -> float:
+        """Seconds before retry ``attempt`` after ``exc`` (the server's hint first)."""
+        return backoff_delay(
+            attempt,
+            retry_after(exc),
+            base=self.backoff_base,
+            cap=self.backoff_cap,
+            retry_after_cap=self.retry_after_cap,
+            rng=self.rng,
+        )
 
 
 def backoff_delay(

@@ -51,7 +51,7 @@ from batchfsm.providers.anthropic.calls import retry_reason, scrub, translate
 from batchfsm.providers.anthropic.mapping import ENDPOINT, read_anthropic, result_line
 from batchfsm.providers.anthropic.requests import RequestProblem, to_request
 from batchfsm.providers.profiles import PROFILES
-from batchfsm.providers.retries import backoff_delay, call_with_retries, retry_after
+from batchfsm.providers.retries import Retrying
 
 if TYPE_CHECKING:
     import anthropic
@@ -91,15 +91,15 @@ class AnthropicGateway:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self._client = client.with_options(max_retries=0) if client.max_retries else client
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.retry_after_cap = retry_after_cap
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        self.retrying = Retrying(
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            retry_after_cap=retry_after_cap,
+            sleep=sleep,
+            rng=rng or random.Random(),
+        )
         self.profile = PROFILES["anthropic"]
         key = getattr(client, "api_key", None)
         self._secret = key if isinstance(key, str) and key else None
@@ -269,6 +269,10 @@ class AnthropicGateway:
                 status=word if isinstance(word, str) else None,
             ) from None
 
+    @property
+    def max_attempts(self) -> int:
+        return self.retrying.max_attempts
+
     def _call(
         self,
         operation: str,
@@ -279,26 +283,13 @@ class AnthropicGateway:
         idempotent: bool = True,
     ) -> T:
         with translate(operation, subject, batch_id=batch_id, secret=self._secret):
-            return call_with_retries(
+            return self.retrying.call(
                 fn,
                 operation=operation,
                 subject=subject,
                 reason=functools.partial(retry_reason, idempotent=idempotent),
-                delay=self._delay,
-                max_attempts=self.max_attempts,
-                sleep=self._sleep,
                 logger=log,
             )
-
-    def _delay(self, attempt: int, exc: Exception) -> float:
-        return backoff_delay(
-            attempt,
-            retry_after(exc),
-            base=self.backoff_base,
-            cap=self.backoff_cap,
-            retry_after_cap=self.retry_after_cap,
-            rng=self._rng,
-        )
 
 
 def _body(response: Any) -> object:
