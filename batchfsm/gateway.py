@@ -56,7 +56,7 @@ from batchfsm.errors import (
 from batchfsm.fsm.models import BatchSnapshot
 from batchfsm.ledger.records import QUEUE_FULL_CODE
 from batchfsm.providers import PROFILES, ProviderProfile
-from batchfsm.providers.retries import Retrying
+from batchfsm.providers.retries import Retrying, transport_reason
 from batchfsm.providers.wire import list_all, upload_file
 
 __all__ = ["OpenAIGateway"]
@@ -285,14 +285,7 @@ def _retry_reason(exc: Exception, *, idempotent: bool) -> str | None:
         if status >= 500 and idempotent:
             return f"HTTP {status}"
         return None
-    if isinstance(exc, openai.APIConnectionError):
-        never_sent = isinstance(exc.__cause__, httpx2.ConnectError | httpx2.ConnectTimeout)
-        if idempotent or never_sent:
-            return type(exc.__cause__ or exc).__name__
-        return None
-    if isinstance(exc, httpx2.TransportError) and idempotent:
-        return type(exc).__name__  # the connection broke while streaming a body
-    return None
+    return transport_reason(exc, connection_error=openai.APIConnectionError, idempotent=idempotent)
 
 
 @contextmanager

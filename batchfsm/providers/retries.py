@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["Retrying", "backoff_delay", "call_with_retries", "retry_after"]
+__all__ = ["Retrying", "backoff_delay", "call_with_retries", "retry_after", "transport_reason"]
 
 T = TypeVar("T")
 
@@ -137,4 +137,21 @@ def retry_after(exc: Exception) -> float | None:
             continue  # an HTTP date: fall back to our own backoff
         if math.isfinite(seconds) and seconds >= 0:
             return seconds
+    return None
+
+
+def transport_reason(exc: Exception, *, connection_error: type, idempotent: bool) -> str | None:
+    """Why a failure below HTTP is worth another try, or None: a connection that never
+    sent the request (both SDKs wrap ``httpx`` errors in their ``connection_error``
+    class) always is; one that may have sent it, or a body broken while streaming,
+    only for an idempotent call."""
+    import httpx2  # the openai and anthropic clients' transport, loaded by them already
+
+    if isinstance(exc, connection_error):
+        never_sent = isinstance(exc.__cause__, httpx2.ConnectError | httpx2.ConnectTimeout)
+        if idempotent or never_sent:
+            return type(exc.__cause__ or exc).__name__
+        return None
+    if isinstance(exc, httpx2.TransportError) and idempotent:
+        return type(exc).__name__  # the connection broke while streaming a body
     return None

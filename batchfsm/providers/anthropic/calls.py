@@ -25,6 +25,7 @@ from batchfsm.errors import (
     GatewayUnavailableError,
     gateway_error_for,
 )
+from batchfsm.providers.retries import transport_reason
 
 __all__ = ["retry_reason", "scrub", "translate"]
 
@@ -41,14 +42,9 @@ def retry_reason(exc: Exception, *, idempotent: bool) -> str | None:
         if status >= 500 and idempotent:
             return f"HTTP {status}"
         return None
-    if isinstance(exc, anthropic.APIConnectionError):
-        never_sent = isinstance(exc.__cause__, httpx2.ConnectError | httpx2.ConnectTimeout)
-        if idempotent or never_sent:
-            return type(exc.__cause__ or exc).__name__
-        return None
-    if isinstance(exc, httpx2.TransportError) and idempotent:
-        return type(exc).__name__  # the connection broke while streaming the results
-    return None
+    return transport_reason(
+        exc, connection_error=anthropic.APIConnectionError, idempotent=idempotent
+    )
 
 
 def scrub(text: str, secret: str | None) -> str:
