@@ -19,8 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import orjson
-
 from batchfsm.demo import scenario as openai_script
 from batchfsm.demo.scenario import RETRY_FATE, DemoJob, prepare_out
 from batchfsm.fsm.spec import BatchStatus
@@ -56,25 +54,11 @@ def demo_scenario(seed: int = 7) -> Scenario:
 
 
 def write_requests(job: DemoJob, directory: Path) -> Path:
-    """``job``'s request file: OpenAI chat lines (batchfsm converts them)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for custom_id in job.custom_ids():
-        ticket = custom_id.partition("#")[0]
-        body = {
-            "model": MODEL,
-            "messages": [
-                {"role": "system", "content": "Summarise the support ticket in one line."},
-                {"role": "user", "content": f"Ticket {ticket}: the export button does nothing."},
-            ],
-            "max_tokens": 60,
-        }
-        line = {"custom_id": custom_id.replace("#fail=400", "-fail-400"), "method": "POST",
-                "url": "/v1/chat/completions", "body": body}  # fmt: skip
-        lines.append(orjson.dumps(line))
-    path = directory / f"{job.job_id}.jsonl"
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    return path
+    """``job``'s request file: OpenAI chat lines (batchfsm converts them), the failure
+    marker spelled ``-fail-400`` (Anthropic's ``custom_id`` takes no ``#`` or ``=``)."""
+    return openai_script.write_requests(
+        job, directory, model=MODEL, line_id=lambda c: c.replace("#fail=400", "-fail-400")
+    )
 
 
 @contextmanager

@@ -19,6 +19,7 @@ expiring batch really uses up its 24 h window.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,14 +135,22 @@ def demo_scenario(seed: int = 7) -> Scenario:
     )
 
 
-def write_requests(job: DemoJob, directory: Path) -> Path:
-    """Write ``job``'s request file (``<job_id>.jsonl``) into ``directory``."""
+def write_requests(
+    job: DemoJob,
+    directory: Path,
+    *,
+    model: str = MODEL,
+    line_id: Callable[[str], str] = str,
+) -> Path:
+    """Write ``job``'s request file (``<job_id>.jsonl``) into ``directory``: OpenAI chat
+    lines for ``model``, each request's ``custom_id`` given by ``line_id`` (the
+    Anthropic rehearsal names its failure markers another way)."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = []
     for custom_id in job.custom_ids():
         ticket = custom_id.partition("#")[0]
         body = {
-            "model": MODEL,
+            "model": model,
             "messages": [
                 {"role": "system", "content": "Summarise the support ticket in one line."},
                 {"role": "user", "content": f"Ticket {ticket}: the export button does nothing."},
@@ -149,7 +158,9 @@ def write_requests(job: DemoJob, directory: Path) -> Path:
             "max_tokens": 60,
         }
         lines.append(
-            orjson.dumps({"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body})
+            orjson.dumps(
+                {"custom_id": line_id(custom_id), "method": "POST", "url": ENDPOINT, "body": body}
+            )
         )
     path = directory / f"{job.job_id}.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
